@@ -1,0 +1,108 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Kernels
+
+/// Writes safetensors files atomically: everything goes to a temporary file beside the destination, which is
+/// renamed over it only once complete, so a failure never leaves a half-written file behind.
+public struct SafetensorsWriter {
+    public struct Tensor {
+        public let name: String
+        public let dtype: DType
+        public let shape: [Int]
+        public let bytes: UnsafeRawBufferPointer
+
+        /// `bytes` must stay valid until `write` returns; its size must match shape × dtype.
+        public init(name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer) {
+            self.name = name
+            self.dtype = dtype
+            self.shape = shape
+            self.bytes = bytes
+        }
+    }
+
+    static let names: [DType: String] = [.f32: "F32", .f16: "F16", .bf16: "BF16"]
+
+    public static func write(_ tensors: [Tensor], metadata: [String: String] = [:], to path: String) throws {
+        // Header: tensors in the given order, each 8-byte aligned; the JSON padded with spaces to a multiple of 8.
+        var entries: [String] = []
+        var offset = 0
+        for t in tensors {
+            guard let dtypeName = names[t.dtype] else {
+                throw FormatError.unsupportedDType(file: path, tensor: t.name, dtype: t.dtype.rawValue,
+                                                   supported: SafetensorsFile.supportedList)
+            }
+            guard let elements = checkedProduct(t.shape), t.dtype.byteCount(elements: elements) == t.bytes.count else {
+                throw FormatError.shapeMismatch(file: path, tensor: t.name, detail: "shape \(t.shape) does not match \(t.bytes.count) bytes")
+            }
+            let shape = t.shape.map(String.init).joined(separator: ",")
+            entries.append("\(jsonString(t.name)):{\"dtype\":\"\(dtypeName)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + t.bytes.count)]}")
+            offset += t.bytes.count
+        }
+        if !metadata.isEmpty {
+            let items = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+            entries.insert("\"__metadata__\":{\(items.joined(separator: ","))}", at: 0)
+        }
+        var header = Array("{\(entries.joined(separator: ","))}".utf8)
+        while header.count % 8 != 0 { header.append(0x20) }
+
+        try writeAtomically(to: path) { handle in
+            var length = UInt64(header.count).littleEndian
+            try handle.write(contentsOf: Data(bytes: &length, count: 8))
+            try handle.write(contentsOf: Data(header))
+            for t in tensors where t.bytes.count > 0 {
+                try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: t.bytes.baseAddress!),
+                                                   count: t.bytes.count, deallocator: .none))
+            }
+        }
+    }
+}
+
+/// Runs `body` on a temporary file beside `path`, then renames it over `path`; on any error the temporary file is
+/// removed and nothing at `path` changes.
+public func writeAtomically(to path: String, _ body: (FileHandle) throws -> Void) throws {
+    let url = URL(fileURLWithPath: path)
+    let temporary = url.deletingLastPathComponent()
+        .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
+    guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
+        throw FormatError.unreadable(file: path, reason: "cannot create \(temporary)")
+    }
+    do {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+        do {
+            try body(handle)
+            try handle.synchronize()
+            try handle.close()
+        } catch {
+            try? handle.close()
+            throw error
+        }
+        guard rename(temporary, path) == 0 else {
+            throw FormatError.unreadable(file: path, reason: "cannot rename the temporary file: \(String(cString: strerror(errno)))")
+        }
+    } catch let error as FormatError {
+        unlink(temporary)
+        throw error
+    } catch {
+        unlink(temporary)
+        throw FormatError.unreadable(file: path, reason: error.localizedDescription)
+    }
+}
+
+/// A JSON string literal.
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}

@@ -1,0 +1,49 @@
+import CBLAS
+
+// Batched products for prefill: Y[t, r] = Σ_c X[t, c] · W[r, c]. OpenBLAS's sgemm does the arithmetic on f32
+// weights in place; other dtypes are dequantized a tile of rows at a time into per-thread scratch first, so the
+// weights are never copied whole. OpenBLAS runs single-threaded inside our own pool's threads: two thread pools
+// on two cores would fight over them.
+
+/// Per-thread scratch for dequantized weight tiles, in floats.
+public let matmulTileElements = 1 << 18
+
+private let singleThreadedBLAS: Void = { openblas_set_num_threads(1) }()
+
+/// Rows of W dequantized per tile for `cols` inputs: as many as fit in `matmulTileElements`, a multiple of 16.
+@inline(__always)
+func tileRows(cols: Int) -> Int { max(16, (matmulTileElements / max(1, cols)) & ~15) }
+
+/// Y[t, r] = X[t, :] · W[r, :] for t in 0..<tokens and r in `rows`. X: [tokens, w.cols] (row stride w.cols);
+/// Y: [tokens, ldy], written at columns `rows`. `scratch` holds `matmulTileElements` floats (unused for f32).
+public func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int,
+                   _ y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>,
+                   scratch: UnsafeMutablePointer<Float>) {
+    _ = singleThreadedBLAS
+    guard !rows.isEmpty, tokens > 0 else { return }
+    if tokens == 1 {
+        // One token: the matrix-vector kernel reads the weights once, with no dequantized copy.
+        matvec(w, x, y, rows: rows, scratch: scratch)
+        return
+    }
+    if w.dtype == .f32 {
+        sgemm(x, tokens: tokens, w.row(rows.lowerBound).assumingMemoryBound(to: Float.self), rows: rows.count,
+              cols: w.cols, y + rows.lowerBound, ldy: ldy)
+        return
+    }
+    let step = tileRows(cols: w.cols)
+    var r = rows.lowerBound
+    while r < rows.upperBound {
+        let n = min(step, rows.upperBound - r)
+        dequantize(w.row(r), dtype: w.dtype, count: n * w.cols, into: scratch)
+        sgemm(x, tokens: tokens, scratch, rows: n, cols: w.cols, y + r, ldy: ldy)
+        r += n
+    }
+}
+
+/// C[tokens, rows] (row stride ldy) = X[tokens, cols] · W[rows, cols]ᵀ.
+private func sgemm(_ x: UnsafePointer<Float>, tokens: Int, _ w: UnsafePointer<Float>, rows: Int, cols: Int,
+                   _ c: UnsafeMutablePointer<Float>, ldy: Int) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows), Int32(cols),
+                1, x, Int32(cols), w, Int32(cols), 0, c, Int32(ldy))
+}

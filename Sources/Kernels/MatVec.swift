@@ -1,0 +1,227 @@
+// Matrix-vector products y[r] = W[r, :] · x for a range of rows, one kernel per stored dtype, fp32 accumulation.
+//
+// Decoding one token is bound by reading the weights once. Every kernel walks one row at a time with two
+// independent accumulators (measured faster than interleaving four rows, whose strided streams the prefetchers
+// serve worse) and converts the stored elements to float32 in registers: nothing is dequantized to memory.
+//
+// Quantized blocks are expanded without lane shuffles or integer→float conversions (which Swift's SIMD types
+// compile to out-of-line calls): each 16-bit lane of a block's bytes holds two bytes (four nibbles); shifting a
+// byte or nibble into the mantissa of a float16 whose exponent field is that of 1.0 gives 1 + q/256 (bytes) or
+// 1 + q/16 (nibbles) exactly, and one vcvtph2ps widens eight of them. The offsets and the per-block factors are
+// folded into per-block sums of x (see `prepareBlockInput`), so the inner loop is shift, mask, convert, FMA.
+
+/// Floats of per-thread scratch that `matvec` needs for rows of `cols` inputs.
+public func matvecScratchCount(cols: Int) -> Int { cols + cols / 32 + 16 }
+
+/// y[r] = W[r, :] · x for every r in `rows`. x: [w.cols]; y is indexed by absolute row; `scratch` holds
+/// `matvecScratchCount(cols: w.cols)` floats (used by the quantized kernels).
+public func matvec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>,
+                   scratch: UnsafeMutablePointer<Float>) {
+    guard !rows.isEmpty else { return }
+    switch w.dtype {
+    case .f32: floatRows(w, x, y, rows, F32Elements.self)
+    case .f16: floatRows(w, x, y, rows, F16Elements.self)
+    case .bf16: floatRows(w, x, y, rows, BF16Elements.self)
+    case .q8_0, .q4_0, .q4_1:
+        prepareBlockInput(x, count: w.cols, into: scratch)
+        if w.dtype == .q8_0 {
+            q8Rows(w, scratch, y, rows)
+        } else {
+            q4Rows(w, scratch, y, rows)
+        }
+    }
+}
+
+// MARK: - Float element types
+
+protocol FloatElements {
+    /// Elements i..<i+16 of the row at `p`, as float32.
+    static func load16(_ p: UnsafeRawPointer, _ i: Int) -> SIMD16<Float>
+    static func load1(_ p: UnsafeRawPointer, _ i: Int) -> Float
+}
+
+enum F32Elements: FloatElements {
+    @inline(__always) static func load16(_ p: UnsafeRawPointer, _ i: Int) -> SIMD16<Float> {
+        p.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+    }
+    @inline(__always) static func load1(_ p: UnsafeRawPointer, _ i: Int) -> Float {
+        p.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
+    }
+}
+
+enum F16Elements: FloatElements {
+    @inline(__always) static func load16(_ p: UnsafeRawPointer, _ i: Int) -> SIMD16<Float> {
+        widen(p.loadUnaligned(fromByteOffset: 2 * i, as: SIMD16<Float16>.self))
+    }
+    @inline(__always) static func load1(_ p: UnsafeRawPointer, _ i: Int) -> Float {
+        Float(p.loadUnaligned(fromByteOffset: 2 * i, as: Float16.self))
+    }
+}
+
+enum BF16Elements: FloatElements {
+    @inline(__always) static func load16(_ p: UnsafeRawPointer, _ i: Int) -> SIMD16<Float> {
+        bf16ToFloat(p.loadUnaligned(fromByteOffset: 2 * i, as: SIMD16<UInt16>.self))
+    }
+    @inline(__always) static func load1(_ p: UnsafeRawPointer, _ i: Int) -> Float {
+        bf16ToFloat(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+    }
+}
+
+@inline(__always)
+private func load16(_ x: UnsafePointer<Float>, _ i: Int) -> SIMD16<Float> {
+    UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+}
+
+private func floatRows<E: FloatElements>(
+    _ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>, _: E.Type
+) {
+    let n = w.cols, body = n & ~15
+    for r in rows {
+        let p = w.row(r)
+        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>()
+        var i = 0
+        while i + 32 <= body {
+            a0.addProduct(E.load16(p, i), load16(x, i))
+            a1.addProduct(E.load16(p, i + 16), load16(x, i + 16))
+            i += 32
+        }
+        if i < body { a0.addProduct(E.load16(p, i), load16(x, i)); i += 16 }
+        var s = horizontalSum(a0 + a1)
+        while i < n { s += E.load1(p, i) * x[i]; i += 1 }
+        y[r] = s
+    }
+}
+
+// MARK: - Quantized rows
+
+/// Lays x out for the block kernels: per block of 32, the elements in the lane order the kernels expand the
+/// quants in — (2i), (2i + 16), (2i + 1), (2i + 17) for i in 0..<8 — then, after all blocks, each block's Σx.
+///
+/// Lane i of a block's bytes read as 16-bit words holds bytes 2i and 2i + 1; for Q4 those are the nibbles of
+/// elements 2i, 2i + 16 (byte 2i) and 2i + 1, 2i + 17 (byte 2i + 1); Q8 reads two such words, elements 2i, 2i + 1
+/// and 16 + 2i, 17 + 2i.
+@inline(__always)
+func prepareBlockInput(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
+    let blocks = count / 32
+    let sums = out + count
+    for b in 0..<blocks {
+        let src = x + 32 * b, dst = out + 32 * b
+        var s: Float = 0
+        for i in 0..<8 {
+            dst[i] = src[2 * i]
+            dst[8 + i] = src[2 * i + 16]
+            dst[16 + i] = src[2 * i + 1]
+            dst[24 + i] = src[2 * i + 17]
+        }
+        for j in 0..<32 { s += src[j] }
+        sums[b] = s
+    }
+}
+
+@inline(__always)
+private func scale(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
+    Float(p.loadUnaligned(fromByteOffset: offset, as: Float16.self))
+}
+
+/// Σ over one Q8_0 block of (1 + u/256)·x, u = q + 128, lanes in `prepareBlockInput` order.
+@inline(__always)
+private func q8BlockSum(_ quants: UnsafeRawPointer, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>,
+                        _ x3: SIMD8<Float>) -> SIMD8<Float> {
+    // A byte moved to mantissa bits 2...9 of a float16 with exponent 0 (0x3C00) is 1 + byte/256; flipping its top
+    // bit (0x0200) turns the signed byte q into q + 128.
+    let w0 = quants.loadUnaligned(as: SIMD8<UInt16>.self)
+    let w1 = quants.loadUnaligned(fromByteOffset: 16, as: SIMD8<UInt16>.self)
+    var s = halfBitsToFloat(((w0 &<< 2) & 0x03FC) ^ 0x3E00) * x0
+    s.addProduct(halfBitsToFloat(((w1 &<< 2) & 0x03FC) ^ 0x3E00), x1)
+    s.addProduct(halfBitsToFloat(((w0 &>> 6) & 0x03FC) ^ 0x3E00), x2)
+    s.addProduct(halfBitsToFloat(((w1 &>> 6) & 0x03FC) ^ 0x3E00), x3)
+    return s
+}
+
+/// Σ over one Q4 block of (1 + q/16)·x, lanes in `prepareBlockInput` order.
+@inline(__always)
+private func q4BlockSum(_ quants: UnsafeRawPointer, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>,
+                        _ x3: SIMD8<Float>) -> SIMD8<Float> {
+    // A nibble moved to mantissa bits 6...9 of a float16 with exponent 0 (0x3C00) is 1 + q/16.
+    let w = quants.loadUnaligned(as: SIMD8<UInt16>.self)
+    var s = halfBitsToFloat(((w &<< 6) & 0x03C0) | 0x3C00) * x0
+    s.addProduct(halfBitsToFloat(((w &<< 2) & 0x03C0) | 0x3C00), x1)
+    s.addProduct(halfBitsToFloat(((w &>> 2) & 0x03C0) | 0x3C00), x2)
+    s.addProduct(halfBitsToFloat(((w &>> 6) & 0x03C0) | 0x3C00), x3)
+    return s
+}
+
+@inline(__always)
+private func loadLanes(_ xp: UnsafePointer<Float>, _ b: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let raw = UnsafeRawPointer(xp + 32 * b)
+    return (raw.loadUnaligned(as: SIMD8<Float>.self), raw.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self),
+            raw.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self), raw.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self))
+}
+
+/// Q8_0: with S_b = Σ (1 + (q + 128)/256)·x over block b, Σ d·q·x = 256·d·S_b − 384·d·Σx_b.
+/// `xp` is x laid out by `prepareBlockInput`.
+private func q8Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
+    let blocks = w.cols / 32, sums = xp + w.cols
+    for r in rows {
+        let p = w.row(r)
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+        var c: Float = 0
+        var b = 0
+        while b + 2 <= blocks {
+            let o = 34 * b
+            let d0 = scale(p, o), d1 = scale(p, o + 34)
+            let (x0, x1, x2, x3) = loadLanes(xp, b)
+            a0.addProduct(q8BlockSum(p + o + 2, x0, x1, x2, x3), SIMD8(repeating: d0))
+            let (x4, x5, x6, x7) = loadLanes(xp, b + 1)
+            a1.addProduct(q8BlockSum(p + o + 36, x4, x5, x6, x7), SIMD8(repeating: d1))
+            c += d0 * sums[b] + d1 * sums[b + 1]
+            b += 2
+        }
+        if b < blocks {
+            let o = 34 * b, d = scale(p, o)
+            let (x0, x1, x2, x3) = loadLanes(xp, b)
+            a0.addProduct(q8BlockSum(p + o + 2, x0, x1, x2, x3), SIMD8(repeating: d))
+            c += d * sums[b]
+        }
+        y[r] = 256 * horizontalSum(a0 + a1) - 384 * c
+    }
+}
+
+/// Q4_0 and Q4_1: with S_b = Σ (1 + q/16)·x over block b, Σ (d·q + m)·x = 16·d·S_b + (m − 16·d)·Σx_b,
+/// where m = −8·d for Q4_0 and the stored minimum for Q4_1. `xp` is x laid out by `prepareBlockInput`.
+private func q4Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
+    if w.dtype == .q4_1 {
+        q4Rows(w, xp, y, rows, quants: 4) { p, d in scale(p, 2) - 16 * d }
+    } else {
+        q4Rows(w, xp, y, rows, quants: 2) { _, d in -24 * d }
+    }
+}
+
+@inline(__always)
+private func q4Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
+                    quants: Int, offsetTerm: (UnsafeRawPointer, Float) -> Float) {
+    let blocks = w.cols / 32, sums = xp + w.cols, stride = w.dtype.blockBytes
+    for r in rows {
+        let p = w.row(r)
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+        var c: Float = 0
+        var b = 0
+        while b + 2 <= blocks {
+            let o = stride * b
+            let d0 = scale(p, o), d1 = scale(p, o + stride)
+            let (x0, x1, x2, x3) = loadLanes(xp, b)
+            a0.addProduct(q4BlockSum(p + o + quants, x0, x1, x2, x3), SIMD8(repeating: d0))
+            let (x4, x5, x6, x7) = loadLanes(xp, b + 1)
+            a1.addProduct(q4BlockSum(p + o + stride + quants, x4, x5, x6, x7), SIMD8(repeating: d1))
+            c += offsetTerm(p + o, d0) * sums[b] + offsetTerm(p + o + stride, d1) * sums[b + 1]
+            b += 2
+        }
+        if b < blocks {
+            let o = stride * b, d = scale(p, o)
+            let (x0, x1, x2, x3) = loadLanes(xp, b)
+            a0.addProduct(q4BlockSum(p + o + quants, x0, x1, x2, x3), SIMD8(repeating: d))
+            c += offsetTerm(p + o, d) * sums[b]
+        }
+        y[r] = 16 * horizontalSum(a0 + a1) + c
+    }
+}

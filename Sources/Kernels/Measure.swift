@@ -1,0 +1,59 @@
+import CBLAS
+import Foundation
+
+// Measurements of the machine itself, so that benchmark figures can be set beside what the hardware allows.
+
+/// Read bandwidth in GB/s (10⁹ bytes/s): every thread of the pool sums its share of a buffer of `bytes`, best of
+/// `repeats` passes. The buffer should be well beyond the last-level cache.
+public func measureReadBandwidth(pool: ThreadPool, bytes: Int = 1 << 30, repeats: Int = 5) -> Double {
+    let count = bytes / 4
+    let buffer = FloatBuffer(count: count)
+    for i in stride(from: 0, to: count, by: 1024) { buffer[i] = Float(i & 7) }
+    let p = buffer.pointer
+    var best = Double.infinity
+    var sink: Float = 0
+    let sums = FloatBuffer(count: pool.threadCount * 16)
+    for _ in 0..<repeats {
+        let start = DispatchTime.now().uptimeNanoseconds
+        pool.run { thread in
+            let range = ThreadPool.chunk(count, part: thread, of: pool.threadCount, granularity: 64)
+            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+            var i = range.lowerBound
+            while i + 64 <= range.upperBound {
+                let raw = UnsafeRawPointer(p + i)
+                a0 += raw.load(as: SIMD16<Float>.self)
+                a1 += raw.load(fromByteOffset: 64, as: SIMD16<Float>.self)
+                a2 += raw.load(fromByteOffset: 128, as: SIMD16<Float>.self)
+                a3 += raw.load(fromByteOffset: 192, as: SIMD16<Float>.self)
+                i += 64
+            }
+            sums[16 * thread] = horizontalSum(a0 + a1 + a2 + a3)
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        best = min(best, seconds)
+        sink += sums[0]
+    }
+    withExtendedLifetime(sink) {}
+    return Double(count * 4) / best / 1e9
+}
+
+/// OpenBLAS sgemm GFLOP/s on n×n×n, the pool's threads each computing a share of the columns (the way prefill
+/// uses it), best of `repeats`.
+public func measureSgemmGFLOPS(pool: ThreadPool, n: Int = 1024, repeats: Int = 3) -> Double {
+    openblas_set_num_threads(1)
+    let a = FloatBuffer(count: n * n), b = FloatBuffer(count: n * n), c = FloatBuffer(count: n * n)
+    for i in 0..<(n * n) { a[i] = Float(i % 13) * 0.01; b[i] = Float(i % 7) * 0.01 }
+    let ap = a.pointer, bp = b.pointer, cp = c.pointer
+    var best = Double.infinity
+    for _ in 0..<repeats {
+        let start = DispatchTime.now().uptimeNanoseconds
+        pool.run { thread in
+            let cols = ThreadPool.chunk(n, part: thread, of: pool.threadCount, granularity: 16)
+            guard !cols.isEmpty else { return }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(cols.count), Int32(n), 1,
+                        ap, Int32(n), bp + cols.lowerBound * n, Int32(n), 0, cp + cols.lowerBound, Int32(n))
+        }
+        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    return 2 * Double(n) * Double(n) * Double(n) / best / 1e9
+}

@@ -1,0 +1,46 @@
+import Foundation
+import Formats
+import Kernels
+import Model
+
+/// `loraswitch logits`: the logits of every position of a token sequence, as a safetensors file.
+struct LogitsCommand: Command {
+    static let name = "logits"
+    static let summary = "write the logits of every position of a token sequence (safetensors)"
+    static let usage = "--model PATH --tokens 1,2,3 --out FILE [--threads N]"
+
+    let model: String
+    let tokens: [Int]
+    let out: String
+    let threads: Int
+
+    init(_ arguments: inout Arguments) throws {
+        model = try arguments.required("model")
+        let list = try arguments.required("tokens")
+        var tokens: [Int] = []
+        for item in list.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let id = Int(item.trimmingCharacters(in: .whitespaces)), id >= 0 else {
+                throw UsageError("--tokens must be a comma-separated list of token ids, not '\(list)'")
+            }
+            tokens.append(id)
+        }
+        self.tokens = tokens
+        out = try arguments.required("out")
+        threads = try arguments.integer("threads", in: 1...256) ?? defaultThreadCount
+    }
+
+    func run() throws {
+        let model = try LanguageModel.load(path: self.model)
+        let session = InferenceSession(model: model, pool: ThreadPool(threads: threads), capacity: tokens.count)
+        let vocabulary = model.configuration.vocabSize
+        let logits = FloatBuffer(count: tokens.count * vocabulary)
+        try session.logits(for: tokens, into: logits.pointer)
+        try SafetensorsWriter.write(
+            [.init(name: "logits", dtype: .f32, shape: [tokens.count, vocabulary], bytes: UnsafeRawBufferPointer(logits.buffer))],
+            metadata: ["tokens": tokens.map(String.init).joined(separator: ",")],
+            to: out)
+    }
+}
+
+/// Threads to use when --threads is not given: one per core.
+let defaultThreadCount = ProcessInfo.processInfo.activeProcessorCount
