@@ -4,11 +4,11 @@
 // independent accumulators (measured faster than interleaving four rows, whose strided streams the prefetchers
 // serve worse) and converts the stored elements to float32 in registers: nothing is dequantized to memory.
 //
-// Quantized blocks are expanded without lane shuffles or integer→float conversions (which Swift's SIMD types
-// compile to out-of-line calls): each 16-bit lane of a block's bytes holds two bytes (four nibbles); shifting a
-// byte or nibble into the mantissa of a float16 whose exponent field is that of 1.0 gives 1 + q/256 (bytes) or
-// 1 + q/16 (nibbles) exactly, and one vcvtph2ps widens eight of them. The offsets and the per-block factors are
-// folded into per-block sums of x (see `prepareBlockInput`), so the inner loop is shift, mask, convert, FMA.
+// Quantized blocks are expanded without lane shuffles or integer→float conversions (Swift's SIMD conversions
+// compile to out-of-line calls, and vcvtph2ps/vcvtdq2ps would bound the loop): a block's bytes are loaded as 16-bit
+// words zero-extended into 32-bit lanes (one vpmovzxwd), and shifting a byte or nibble into the mantissa of a
+// float whose exponent is that of 1.0 gives 1 + q/256 or 1 + q/16 exactly. The offsets and per-block factors are
+// folded into per-block sums of x (see `prepareBlockInput`), so the inner loop is shift, mask, FMA.
 
 /// Floats of per-thread scratch that `matvec` needs for rows of `cols` inputs.
 public func matvecScratchCount(cols: Int) -> Int { cols + cols / 32 + 16 }
@@ -123,18 +123,23 @@ private func scale(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
     Float(p.loadUnaligned(fromByteOffset: offset, as: Float16.self))
 }
 
-/// Σ over one Q8_0 block of (1 + u/256)·x, u = q + 128, lanes in `prepareBlockInput` order.
+/// A 32-bit lane with a byte or nibble moved into mantissa bits 15...22 (or 19...22) of a float whose exponent is
+/// that of 1.0 reads as 1 + byte/256 (or 1 + nibble/16), exactly.
+@inline(__always)
+private func mantissa(_ bits: SIMD8<UInt32>) -> SIMD8<Float> { unsafeBitCast(bits, to: SIMD8<Float>.self) }
+
+/// Σ over one Q8_0 block of (1 + (q + 128)/256)·x, lanes in `prepareBlockInput` order.
 @inline(__always)
 private func q8BlockSum(_ quants: UnsafeRawPointer, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>,
                         _ x3: SIMD8<Float>) -> SIMD8<Float> {
-    // A byte moved to mantissa bits 2...9 of a float16 with exponent 0 (0x3C00) is 1 + byte/256; flipping its top
-    // bit (0x0200) turns the signed byte q into q + 128.
-    let w0 = quants.loadUnaligned(as: SIMD8<UInt16>.self)
-    let w1 = quants.loadUnaligned(fromByteOffset: 16, as: SIMD8<UInt16>.self)
-    var s = halfBitsToFloat(((w0 &<< 2) & 0x03FC) ^ 0x3E00) * x0
-    s.addProduct(halfBitsToFloat(((w1 &<< 2) & 0x03FC) ^ 0x3E00), x1)
-    s.addProduct(halfBitsToFloat(((w0 &>> 6) & 0x03FC) ^ 0x3E00), x2)
-    s.addProduct(halfBitsToFloat(((w1 &>> 6) & 0x03FC) ^ 0x3E00), x3)
+    // Lane i holds bytes 2i and 2i + 1 (zero-extended 16-bit words); flipping a byte's top bit (0x0040_0000 once
+    // shifted) turns the signed q into q + 128.
+    let w0 = zeroExtend(quants.loadUnaligned(as: SIMD8<UInt16>.self))
+    let w1 = zeroExtend(quants.loadUnaligned(fromByteOffset: 16, as: SIMD8<UInt16>.self))
+    var s = mantissa(((w0 &<< 15) & 0x007F_8000) ^ 0x3FC0_0000) * x0
+    s.addProduct(mantissa(((w1 &<< 15) & 0x007F_8000) ^ 0x3FC0_0000), x1)
+    s.addProduct(mantissa(((w0 &<< 7) & 0x007F_8000) ^ 0x3FC0_0000), x2)
+    s.addProduct(mantissa(((w1 &<< 7) & 0x007F_8000) ^ 0x3FC0_0000), x3)
     return s
 }
 
@@ -142,12 +147,12 @@ private func q8BlockSum(_ quants: UnsafeRawPointer, _ x0: SIMD8<Float>, _ x1: SI
 @inline(__always)
 private func q4BlockSum(_ quants: UnsafeRawPointer, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>,
                         _ x3: SIMD8<Float>) -> SIMD8<Float> {
-    // A nibble moved to mantissa bits 6...9 of a float16 with exponent 0 (0x3C00) is 1 + q/16.
-    let w = quants.loadUnaligned(as: SIMD8<UInt16>.self)
-    var s = halfBitsToFloat(((w &<< 6) & 0x03C0) | 0x3C00) * x0
-    s.addProduct(halfBitsToFloat(((w &<< 2) & 0x03C0) | 0x3C00), x1)
-    s.addProduct(halfBitsToFloat(((w &>> 2) & 0x03C0) | 0x3C00), x2)
-    s.addProduct(halfBitsToFloat(((w &>> 6) & 0x03C0) | 0x3C00), x3)
+    // Lane i holds bytes 2i and 2i + 1: nibbles at bits 0, 4, 8 and 12.
+    let w = zeroExtend(quants.loadUnaligned(as: SIMD8<UInt16>.self))
+    var s = mantissa(((w &<< 19) & 0x0078_0000) | 0x3F80_0000) * x0
+    s.addProduct(mantissa(((w &<< 15) & 0x0078_0000) | 0x3F80_0000), x1)
+    s.addProduct(mantissa(((w &<< 11) & 0x0078_0000) | 0x3F80_0000), x2)
+    s.addProduct(mantissa(((w &<< 7) & 0x0078_0000) | 0x3F80_0000), x3)
     return s
 }
 

@@ -4,11 +4,18 @@ import Foundation
 // Measurements of the machine itself, so that benchmark figures can be set beside what the hardware allows.
 
 /// Read bandwidth in GB/s (10⁹ bytes/s): every thread of the pool sums its share of a buffer of `bytes`, best of
-/// `repeats` passes. The buffer should be well beyond the last-level cache.
-public func measureReadBandwidth(pool: ThreadPool, bytes: Int = 1 << 30, repeats: Int = 5) -> Double {
+/// `repeats` passes. The buffer should be well beyond the last-level cache; it is filled with random bits, since
+/// pages of equal content may be merged by the host and then served from cache.
+public func measureReadBandwidth(pool: ThreadPool, bytes: Int = 1 << 28, repeats: Int = 10) -> Double {
     let count = bytes / 4
-    let buffer = FloatBuffer(count: count)
-    for i in stride(from: 0, to: count, by: 1024) { buffer[i] = Float(i & 7) }
+    let buffer = FloatBuffer(count: count, zeroed: false)
+    let words = UnsafeMutableRawPointer(buffer.pointer).bindMemory(to: UInt32.self, capacity: count)
+    var state: UInt32 = 0x9E37_79B9
+    for i in 0..<count {
+        state ^= state << 13; state ^= state >> 17; state ^= state << 5
+        words[i] = state & 0x3FFF_FFFF // finite floats
+    }
+    UnsafeMutableRawPointer(words).bindMemory(to: Float.self, capacity: count)
     let p = buffer.pointer
     var best = Double.infinity
     var sink: Float = 0

@@ -13,18 +13,12 @@ func widen(_ v: SIMD16<Float16>) -> SIMD16<Float> {
     return r
 }
 
-/// float16 → float32, 8 lanes.
+/// 16-bit → 32-bit lanes, zero-extended, 8 lanes (vpmovzxwd).
 @inline(__always)
-func widen(_ v: SIMD8<Float16>) -> SIMD8<Float> {
-    var r = SIMD8<Float>()
-    for i in 0..<8 { r[i] = Float(v[i]) }
+func zeroExtend(_ v: SIMD8<UInt16>) -> SIMD8<UInt32> {
+    var r = SIMD8<UInt32>()
+    for i in 0..<8 { r[i] = UInt32(v[i]) }
     return r
-}
-
-/// Bits of float16 values → float32, 8 lanes.
-@inline(__always)
-func halfBitsToFloat(_ bits: SIMD8<UInt16>) -> SIMD8<Float> {
-    widen(unsafeBitCast(bits, to: SIMD8<Float16>.self))
 }
 
 /// bfloat16 bits → float32 (bfloat16 is the top half of a float32), 16 lanes.

@@ -41,10 +41,6 @@ struct BenchCommand: Command {
         let progress = Progress()
         let pool = ThreadPool(threads: threads)
 
-        progress.say("measuring the machine's read bandwidth and sgemm rate")
-        let bandwidth = measureReadBandwidth(pool: pool)
-        let gflops = measureSgemmGFLOPS(pool: pool)
-
         let model: LanguageModel
         let configName: String, dtypeName: String
         if let modelPath {
@@ -102,9 +98,14 @@ struct BenchCommand: Command {
         let row = BenchRow(name: "backbone", config: configName, dtype: dtypeName, decodeMsPerToken: decodeMs,
                            prefillTokensPerSecond: Double(promptTokens) / prefillSeconds,
                            bytesPerToken: bytesPerToken, gbs: gbs)
-        let flopsPerToken = 2.0 * Double(model.parameterCount)
-        let prefillGFLOPS = flopsPerToken * row.prefillTokensPerSecond / 1e9
+        let prefillGFLOPS = prefillFLOPs(c, tokens: promptTokens) / prefillSeconds / 1e9
+        // Peak memory of the model run, read before the machine measurements allocate their own buffers.
         let peak = peakResidentBytes()
+
+        progress.say("measuring the machine's read bandwidth and sgemm rate")
+        let bandwidth = measureReadBandwidth(pool: pool)
+        let gflops = measureSgemmGFLOPS(pool: pool)
+        progress.finish()
 
         print("machine: read bandwidth \(fmt(bandwidth, 1)) GB/s, sgemm \(fmt(gflops, 0)) GFLOP/s (n=1024), \(threads) threads")
         print("model:   \(configName) \(dtypeName), \(fmt(Double(model.parameterCount) / 1e6, 1)) M parameters, \(fmt(Double(model.weights.bytesPerToken) / 1e6, 1)) MB of weights read per token")
@@ -167,6 +168,16 @@ struct BenchReport: Encodable {
     let machine: Machine
     let rows: [BenchRow]
     let peak_resident_bytes: Int
+}
+
+/// Floating-point operations of a prefill of `t` tokens: every layer's projections for each token, attention over
+/// the causal prefix, and the head for the last token only.
+func prefillFLOPs(_ c: ModelConfiguration, tokens t: Int) -> Double {
+    let perLayer = Double(c.hiddenSize) * Double(c.queryDimension + 2 * c.keyValueDimension) +
+        Double(c.queryDimension) * Double(c.hiddenSize) + 3 * Double(c.hiddenSize) * Double(c.intermediateSize)
+    let projections = 2 * perLayer * Double(c.numHiddenLayers) * Double(t)
+    let attention = 4 * Double(c.numHiddenLayers * c.numAttentionHeads * c.headDim) * Double(t) * Double(t + 1) / 2
+    return projections + attention + 2 * Double(c.vocabSize) * Double(c.hiddenSize)
 }
 
 /// SplitMix64: the benchmark's token ids.

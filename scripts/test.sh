@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: installs build dependencies, builds everything (the CLI tests run the built executable), runs
+# the tests. Never touches the network beyond the package installer; the fixtures are committed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+swift build --build-tests
+swift test --skip-build "$@"
