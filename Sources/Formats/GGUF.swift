@@ -129,8 +129,11 @@ public final class GGUFFile: TensorSource, @unchecked Sendable {
                   case let (bytes, false) = rowBytes.multipliedReportingOverflow(by: rows) else {
                 throw FormatError.shapeMismatch(file: path, tensor: name, detail: "shape \(ne) overflows")
             }
-            guard offset <= UInt64(Int.max / 2), Int(offset) % alignment == 0 else {
-                throw FormatError.outOfBounds(file: path, tensor: name, detail: "offset \(offset) is not a multiple of the alignment \(alignment)")
+            guard offset <= UInt64(Int.max / 2) else {
+                throw FormatError.outOfBounds(file: path, tensor: name, detail: "offset \(offset) is past the end of the file")
+            }
+            guard Int(offset) % alignment == 0 else {
+                throw FormatError.malformed(file: path, detail: "tensor '\(name)': offset \(offset) is not a multiple of the alignment \(alignment)")
             }
             infos.append((name, dtype, ne.reversed(), Int(offset), bytes))
         }

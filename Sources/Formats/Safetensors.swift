@@ -115,8 +115,11 @@ private enum HeaderEntry: Decodable {
             self = .tensor(dtype: try container.decode(String.self, forKey: .dtype),
                            shape: try container.decode([Int].self, forKey: .shape),
                            offsets: try container.decode([Int].self, forKey: .data_offsets))
-        } else {
+        } else if decoder.codingPath.last?.stringValue == "__metadata__" {
             self = .metadata(try decoder.singleValueContainer().decode([String: String].self))
+        } else {
+            // A tensor entry without its dtype: say so, rather than that its other fields are not strings.
+            throw DecodingError.keyNotFound(Keys.dtype, .init(codingPath: decoder.codingPath, debugDescription: "no dtype"))
         }
     }
 }

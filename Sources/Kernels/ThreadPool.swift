@@ -1,4 +1,6 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// A fixed set of worker threads that run one job at a time, each thread with its index — the only parallelism in
@@ -19,22 +21,21 @@ public final class ThreadPool: @unchecked Sendable {
         let pending = Atomic<Int>(0)
         let sleepers = Atomic<Int>(0)
         let stopping = Atomic<Bool>(false)
-        let condition = NSCondition()
+        let condition = Condition()
         var job: ((Int) -> Void)?
     }
 
     /// How long a worker spins for the next job before it sleeps (about a millisecond).
     private static let spinIterations = 100_000
+    /// Spins after which a waiting thread yields its core on each further spin (a few microseconds).
+    private static let yieldAfter = 2_000
 
     /// A pool of `threads` threads (at least 1), the caller's included.
     public init(threads: Int) {
         threadCount = max(1, threads)
         for index in 1..<threadCount {
             let shared = self.shared
-            let thread = Thread { Self.workerLoop(shared, index: index) }
-            thread.name = "loraswitch-worker-\(index)"
-            thread.stackSize = 1 << 20
-            thread.start()
+            startThread { Self.workerLoop(shared, index: index) }
         }
     }
 
@@ -62,7 +63,12 @@ public final class ThreadPool: @unchecked Sendable {
                 shared.condition.unlock()
             }
             escapable(0)
-            while shared.pending.load(ordering: .acquiring) > 0 {}
+            var spins = 0
+            while shared.pending.load(ordering: .acquiring) > 0 {
+                // A worker that is not running (the machine is oversubscribed) cannot finish while we spin.
+                spins += 1
+                if spins > Self.yieldAfter { sched_yield() }
+            }
             shared.job = nil
         }
     }
@@ -95,6 +101,7 @@ public final class ThreadPool: @unchecked Sendable {
             while current == seen {
                 spins += 1
                 if spins < spinIterations {
+                    if spins > yieldAfter { sched_yield() }
                     current = shared.generation.load(ordering: .acquiring)
                     continue
                 }
@@ -114,4 +121,48 @@ public final class ThreadPool: @unchecked Sendable {
             shared.pending.subtract(1, ordering: .releasing)
         }
     }
+}
+
+// MARK: - POSIX threads
+
+/// A mutex and condition variable at stable addresses.
+final class Condition: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
+    /// Waits for a broadcast; call with the lock held.
+    func wait() { pthread_cond_wait(condition, mutex) }
+    func broadcast() { pthread_cond_broadcast(condition) }
+}
+
+/// Starts a detached thread running `body`.
+private func startThread(_ body: @escaping () -> Void) {
+    final class Box { let body: () -> Void; init(_ body: @escaping () -> Void) { self.body = body } }
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    var attributes = pthread_attr_t()
+    pthread_attr_init(&attributes)
+    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+    pthread_attr_setstacksize(&attributes, 1 << 20)
+    var thread = pthread_t()
+    let result = pthread_create(&thread, &attributes, { context in
+        let box = Unmanaged<Box>.fromOpaque(context!).takeRetainedValue()
+        box.body()
+        return nil
+    }, box)
+    pthread_attr_destroy(&attributes)
+    precondition(result == 0, "pthread_create failed: \(result)")
 }

@@ -30,6 +30,12 @@ extension LanguageModel {
     public static func random(configuration c: ModelConfiguration, dtype: DType, seed: UInt64 = 1,
                               pool: ThreadPool) throws -> LanguageModel {
         try c.validate(file: "random model")
+        // Block types store rows of whole blocks: the input width of every matrix must be one.
+        for (key, width) in [("hidden_size", c.hiddenSize), ("intermediate_size", c.intermediateSize),
+                             ("num_attention_heads × head_dim", c.queryDimension)] where width % dtype.blockElements != 0 {
+            throw ModelError.invalidConfiguration(file: "random model", key: key,
+                detail: "\(width) is not a multiple of \(dtype.blockElements), as \(dtype) weights need")
+        }
         let tensors = InMemoryTensors(label: "random \(dtype) model")
         let naming = TensorNaming.huggingFace
         var index: UInt64 = 0

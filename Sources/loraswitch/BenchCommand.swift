@@ -50,11 +50,7 @@ struct BenchCommand: Command {
             dtypeName = model.weights.layers.first.map { $0.q.weight.dtype.rawValue } ?? "?"
         } else {
             progress.say("building \(shape.rawValue) with random \(dtype) weights")
-            let c = shape.configuration
-            guard c.hiddenSize % dtype.blockElements == 0, c.intermediateSize % dtype.blockElements == 0 else {
-                throw UsageError("--dtype \(dtype) needs sizes that are multiples of \(dtype.blockElements); \(shape.rawValue) has \(c.hiddenSize) and \(c.intermediateSize)")
-            }
-            model = try LanguageModel.random(configuration: c, dtype: dtype, pool: pool)
+            model = try LanguageModel.random(configuration: shape.configuration, dtype: dtype, pool: pool)
             configName = shape.rawValue
             dtypeName = dtype.rawValue
         }

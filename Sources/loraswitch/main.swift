@@ -39,6 +39,9 @@ do {
     printError("loraswitch \(command.name): \(error.message)\nusage: loraswitch \(command.name) \(command.usage)")
     exit(2)
 } catch {
-    printError("loraswitch: error: \(error.localizedDescription)")
+    // One line, whatever the message holds: names read from a file may contain line breaks.
+    let message = error.localizedDescription.replacingOccurrences(of: "\r", with: "\\r")
+        .replacingOccurrences(of: "\n", with: "\\n")
+    printError("loraswitch: error: \(message)")
     exit(1)
 }

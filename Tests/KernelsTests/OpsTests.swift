@@ -1,0 +1,237 @@
+import Foundation
+import Testing
+@testable import Kernels
+
+// rmsNorm, softmax, SiLU·mul, RoPE, attention and the small vector helpers against direct float64 formulas.
+
+@Suite("Elementwise kernels")
+struct ElementwiseTests {
+    @Test(arguments: [1, 15, 16, 17, 64, 100])
+    func rmsNormMatchesFormula(n: Int) {
+        let x = randomFloats(n, in: -3...3, seed: UInt64(n))
+        let w = randomFloats(n, in: 0.5...1.5, seed: UInt64(n + 1))
+        let eps: Float = 1e-5
+        let out = GuardedFloats(count: n)
+        rmsNorm(x, weight: w, eps: eps, count: n, into: out.pointer)
+        #expect(out.guardsIntact)
+        let meanSquare = x.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(n)
+        let scale = 1 / (meanSquare + Double(eps)).squareRoot()
+        for i in 0..<n {
+            let expected = Double(x[i]) * scale * Double(w[i])
+            #expect(abs(Double(out.pointer[i]) - expected) <= 1e-5 * max(1, abs(expected)), "element \(i)")
+        }
+        // In place (out aliases x) gives the same.
+        let inPlace = GuardedFloats(x)
+        rmsNorm(inPlace.pointer, weight: w, eps: eps, count: n, into: inPlace.pointer)
+        #expect(inPlace.array == out.array)
+    }
+
+    @Test func rmsNormEpsilonMatters() {
+        // All zeros: the result is 0, not NaN (eps keeps the root positive).
+        let out = FloatBuffer(count: 8)
+        rmsNorm([Float](repeating: 0, count: 8), weight: [Float](repeating: 1, count: 8), eps: 1e-6, count: 8, into: out.pointer)
+        #expect(out.toArray().allSatisfy { $0 == 0 })
+        // A tiny input with a large eps is scaled by ~1/sqrt(eps), not normalised to unit RMS.
+        rmsNorm([Float](repeating: 1e-4, count: 8), weight: [Float](repeating: 1, count: 8), eps: 1, count: 8, into: out.pointer)
+        #expect(abs(out[0] - 1e-4) < 1e-8)
+    }
+
+    @Test(arguments: [1, 2, 7, 16, 33, 128])
+    func softmaxMatchesFormula(n: Int) {
+        var x = randomFloats(n, in: -10...10, seed: UInt64(n))
+        let original = x
+        x.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: n) }
+        let m = Double(original.max()!)
+        let exps = original.map { exp(Double($0) - m) }
+        let total = exps.reduce(0, +)
+        for i in 0..<n {
+            #expect(abs(Double(x[i]) - exps[i] / total) <= 1e-6, "element \(i)")
+        }
+        #expect(abs(x.reduce(0, +) - 1) < 1e-5)
+    }
+
+    /// Large values, masked (−∞) entries, one element, none — at a short length (scalar loop) and a long one (SIMD).
+    @Test(arguments: [3, 35])
+    func softmaxEdgeCases(n: Int) {
+        var big = (0..<n).map { Float(1000 + $0 % 3) }
+        big.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: n) }
+        #expect(big.allSatisfy { $0.isFinite })
+        #expect(abs(big.reduce(0, +) - 1) < 1e-5)
+        let top = big[2]
+        #expect(abs(top / big[1] - Float(M_E)) < 1e-4 && abs(big[1] / big[0] - Float(M_E)) < 1e-4)
+        var masked = (0..<n).map { $0 % 2 == 0 ? -Float.infinity : 0 }
+        masked.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: n) }
+        let open = Float(n / 2)
+        for i in 0..<n {
+            if i % 2 == 0 {
+                #expect(masked[i] >= 0 && masked[i] < 1e-30, "masked entry \(i): \(masked[i])")
+            } else {
+                #expect(abs(masked[i] - 1 / open) < 1e-6, "open entry \(i): \(masked[i])")
+            }
+        }
+        var one: [Float] = [-42]
+        one.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: 1) }
+        #expect(one == [1])
+        var untouched: [Float] = [3]
+        untouched.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: 0) }
+        #expect(untouched == [3])
+    }
+
+    @Test(arguments: [1, 16, 37])
+    func siluMulMatchesFormula(n: Int) {
+        let g = randomFloats(n, in: -8...8, seed: 3), u = randomFloats(n, in: -2...2, seed: 4)
+        let out = GuardedFloats(count: n)
+        siluMul(gate: g, up: u, count: n, into: out.pointer)
+        #expect(out.guardsIntact)
+        for i in 0..<n {
+            let gd = Double(g[i])
+            let expected = gd / (1 + exp(-gd)) * Double(u[i])
+            #expect(abs(Double(out.pointer[i]) - expected) <= 1e-6 * max(1, abs(expected)), "element \(i)")
+        }
+        // Aliasing the gate (as the forward pass does).
+        let aliased = GuardedFloats(g)
+        siluMul(gate: aliased.pointer, up: u, count: n, into: aliased.pointer)
+        #expect(aliased.array == out.array)
+    }
+
+    @Test(arguments: [3, 35])
+    func siluExtremes(n: Int) {
+        let gate = (0..<n).map { [Float(-100), 100, 0][$0 % 3] }
+        let out = FloatBuffer(count: n)
+        siluMul(gate: gate, up: [Float](repeating: 1, count: n), count: n, into: out.pointer)
+        for i in 0..<n {
+            switch i % 3 {
+            case 0: #expect(abs(out[i]) < 1e-30, "silu(−100) = \(out[i])")
+            case 1: #expect(abs(out[i] - 100) < 1e-4, "silu(100) = \(out[i])")
+            default: #expect(out[i] == 0)
+            }
+        }
+    }
+
+    @Test(arguments: [1, 15, 16, 17, 40])
+    func dotAxpyAdd(n: Int) {
+        let a = randomFloats(n, seed: 1), b = randomFloats(n, seed: 2)
+        let expected = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        #expect(abs(Double(dot(a, b, n)) - expected) < 1e-5)
+        var y = b
+        y.withUnsafeMutableBufferPointer { axpy(0.5, a, $0.baseAddress!, n) }
+        for i in 0..<n { #expect(abs(y[i] - (b[i] + 0.5 * a[i])) < 1e-6) }
+        var z = b
+        z.withUnsafeMutableBufferPointer { addInPlace($0.baseAddress!, a, count: n) }
+        for i in 0..<n { #expect(z[i] == b[i] + a[i]) }
+    }
+
+    @Test func horizontalSums() {
+        let v = SIMD16<Float>((0..<16).map(Float.init))
+        #expect(horizontalSum(v) == 120)
+        #expect(horizontalSum(SIMD8<Float>(1, 2, 3, 4, 5, 6, 7, 8)) == 36)
+    }
+}
+
+@Suite("RoPE")
+struct RopeTests {
+    @Test func baseFrequencies() {
+        let f = Rope.baseFrequencies(base: 10000, dimensions: 8)
+        #expect(f.count == 4)
+        for i in 0..<4 {
+            let expected = 1 / pow(10000.0, Double(2 * i) / 8)
+            #expect(abs(Double(f[i]) - expected) <= 1e-7 * expected)
+        }
+        #expect(f[0] == 1)
+    }
+
+    /// Rotated directly from the definition: pair (a, b) at angle p·f → (a cos − b sin, b cos + a sin).
+    private func direct(_ v: [Float], layout: Rope.Layout, frequencies: [Float], position: Int, heads: Int) -> [Double] {
+        let d = 2 * frequencies.count, half = frequencies.count
+        var out = v.map(Double.init)
+        for h in 0..<heads {
+            for i in 0..<half {
+                // Angles as HF computes them: position · inv_freq in float32, then cos/sin.
+                let angle = Double(Float(position) * frequencies[i])
+                let (ia, ib) = layout == .halves ? (h * d + i, h * d + i + half) : (h * d + 2 * i, h * d + 2 * i + 1)
+                let a = Double(v[ia]), b = Double(v[ib])
+                out[ia] = a * cos(angle) - b * sin(angle)
+                out[ib] = b * cos(angle) + a * sin(angle)
+            }
+        }
+        return out
+    }
+
+    @Test(arguments: [Rope.Layout.halves, .interleaved])
+    func rotateMatchesFormula(layout: Rope.Layout) {
+        let frequencies = Rope.baseFrequencies(base: 10000, dimensions: 16)
+        let rope = Rope(layout: layout, inverseFrequencies: frequencies)
+        #expect(rope.dimensions == 16)
+        let heads = 3
+        for position in [0, 1, 5, 37, 127] {
+            let v = randomFloats(16 * heads, seed: UInt64(position))
+            let c = FloatBuffer(count: 8), s = FloatBuffer(count: 8)
+            rope.angles(position: position, cos: c.pointer, sin: s.pointer)
+            let x = GuardedFloats(v)
+            rope.rotate(x.pointer, heads: heads, cos: c.pointer, sin: s.pointer)
+            #expect(x.guardsIntact)
+            let expected = direct(v, layout: layout, frequencies: frequencies, position: position, heads: heads)
+            for i in 0..<v.count {
+                #expect(abs(Double(x.pointer[i]) - expected[i]) <= 1e-5, "\(layout) position \(position) element \(i)")
+            }
+            if position == 0 { #expect(x.array == v) }
+        }
+    }
+
+    @Test func anglesMatchFormula() {
+        let frequencies: [Float] = [1, 0.1, 0.01, 0.001]
+        let rope = Rope(layout: .halves, inverseFrequencies: frequencies)
+        let c = FloatBuffer(count: 4), s = FloatBuffer(count: 4)
+        rope.angles(position: 11, cos: c.pointer, sin: s.pointer)
+        for i in 0..<4 {
+            let a = Double(Float(11) * frequencies[i])
+            #expect(abs(Double(c[i]) - cos(a)) < 1e-6 && abs(Double(s[i]) - sin(a)) < 1e-6)
+        }
+    }
+
+    /// llama.cpp permutes the q/k rows of a head so that HF's pair (i, i + d/2) lands at (2i, 2i + 1); rotating the
+    /// permuted vector interleaved equals permuting the vector rotated in halves.
+    @Test func layoutsAgreeUpToThePermutation() {
+        let d = 8, half = 4
+        let frequencies = Rope.baseFrequencies(base: 500, dimensions: d)
+        let halves = Rope(layout: .halves, inverseFrequencies: frequencies)
+        let interleaved = Rope(layout: .interleaved, inverseFrequencies: frequencies)
+        let v = randomFloats(d, seed: 3)
+        var permuted = [Float](repeating: 0, count: d)
+        for i in 0..<half { permuted[2 * i] = v[i]; permuted[2 * i + 1] = v[i + half] }
+        let c = FloatBuffer(count: half), s = FloatBuffer(count: half)
+        halves.angles(position: 9, cos: c.pointer, sin: s.pointer)
+        var a = v, b = permuted
+        a.withUnsafeMutableBufferPointer { halves.rotate($0.baseAddress!, heads: 1, cos: c.pointer, sin: s.pointer) }
+        b.withUnsafeMutableBufferPointer { interleaved.rotate($0.baseAddress!, heads: 1, cos: c.pointer, sin: s.pointer) }
+        for i in 0..<half {
+            #expect(b[2 * i] == a[i] && b[2 * i + 1] == a[i + half])
+        }
+    }
+}
+
+@Suite("Attention")
+struct AttentionTests {
+    @Test(arguments: [1, 2, 9, 40])
+    func attendOneMatchesFormula(count: Int) {
+        let d = 16, stride = 24 // stride > d: rows of a wider cache
+        let q = randomFloats(d, seed: 1)
+        let keys = randomFloats(count * stride, seed: 2), values = randomFloats(count * stride, seed: 3)
+        let scale = 1 / Float(d).squareRoot()
+        let scores = GuardedFloats(count: count), out = GuardedFloats(count: d)
+        attendOne(query: q, keys: keys, values: values, count: count, stride: stride, headDim: d, scale: scale,
+                  scores: scores.pointer, into: out.pointer)
+        #expect(scores.guardsIntact && out.guardsIntact)
+        var logits = (0..<count).map { p in (0..<d).reduce(0.0) { $0 + Double(q[$1]) * Double(keys[p * stride + $1]) } * Double(scale) }
+        let m = logits.max()!
+        logits = logits.map { exp($0 - m) }
+        let total = logits.reduce(0, +)
+        for j in 0..<d {
+            let expected = (0..<count).reduce(0.0) { $0 + logits[$1] / total * Double(values[$1 * stride + j]) }
+            #expect(abs(Double(out.pointer[j]) - expected) <= 1e-5, "element \(j)")
+        }
+        if count == 1 {
+            #expect(out.array == Array(values[0..<d]))
+        }
+    }
+}
