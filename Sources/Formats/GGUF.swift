@@ -1,35 +1,6 @@
 import Foundation
 import Kernels
 
-/// A metadata value of a GGUF file.
-public enum GGUFValue: Sendable, Equatable {
-    case uint(UInt64)
-    case int(Int64)
-    case float(Double)
-    case bool(Bool)
-    case string(String)
-    case array([GGUFValue])
-
-    public var intValue: Int? {
-        switch self {
-        case .uint(let v): return v <= UInt64(Int.max) ? Int(v) : nil
-        case .int(let v): return Int(v)
-        default: return nil
-        }
-    }
-
-    public var doubleValue: Double? {
-        switch self {
-        case .float(let v): return v
-        case .uint, .int: return intValue.map(Double.init)
-        default: return nil
-        }
-    }
-
-    public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
-    public var arrayValue: [GGUFValue]? { if case .array(let a) = self { return a } else { return nil } }
-}
-
 /// A GGUF file (versions 2 and 3), memory-mapped and validated: header, metadata, tensor infos, alignment, and that
 /// every tensor's bytes lie inside the data area without overlapping another's.
 ///
@@ -208,12 +179,34 @@ public final class GGUFFile: TensorSource, @unchecked Sendable {
             guard count <= UInt64(r.remaining / minimum) else {
                 throw FormatError.truncated(file: path, detail: "'\(key)' declares \(count) elements, more than the file holds")
             }
+            let n = Int(count)
+            // Large arrays (a vocabulary: tens of thousands of strings and scores) stay in the mapped file and are
+            // decoded when read; only string offsets are kept.
+            if let size = fixedSize(elementType) {
+                guard let kind = GGUFArray.ScalarKind(type: elementType) else {
+                    throw FormatError.malformed(file: path, detail: "'\(key)' has unknown element type \(elementType)")
+                }
+                let start = r.offset
+                _ = try r.bytes(n * size, "the elements of '\(key)'")
+                if kind == .bool, let bad = (0..<n).first(where: { r.file.base.load(fromByteOffset: start + $0, as: UInt8.self) > 1 }) {
+                    throw FormatError.malformed(file: path, detail: "'\(key)' element \(bad) is not a boolean")
+                }
+                return .array(GGUFArray(scalars: kind, file: r.file, start: start, count: n))
+            }
+            if elementType == 8 {
+                var offsets: [Int] = []
+                offsets.reserveCapacity(n)
+                for _ in 0..<n {
+                    offsets.append(r.offset)
+                    _ = try readString(&r, path: path, "an element of '\(key)'")
+                }
+                return .array(GGUFArray(strings: offsets, file: r.file))
+            }
             var values: [GGUFValue] = []
-            values.reserveCapacity(Int(count))
-            for _ in 0..<Int(count) {
+            for _ in 0..<n {
                 values.append(try readValue(&r, type: elementType, path: path, key: key, depth: depth + 1))
             }
-            return .array(values)
+            return .array(GGUFArray(values: values))
         case 10: return .uint(try r.read(UInt64.self, what))
         case 11: return .int(try r.read(Int64.self, what))
         case 12: return .float(Double(bitPattern: try r.read(UInt64.self, what)))

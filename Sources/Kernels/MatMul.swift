@@ -5,17 +5,18 @@ import CBLAS
 // weights are never copied whole. OpenBLAS runs single-threaded inside our own pool's threads: two thread pools
 // on two cores would fight over them.
 
-/// Per-thread scratch for dequantized weight tiles, in floats.
-public let matmulTileElements = 1 << 18
+/// Floats of per-thread scratch `matmul` needs for matrices of up to `cols` inputs: a tile of dequantized rows
+/// (about 256 KB, so that it stays in L2; at least 16 rows), which also covers `matvecScratchCount`.
+public func matmulScratchCount(cols: Int) -> Int { max(1 << 16, 16 * cols, matvecScratchCount(cols: cols)) }
 
 private let singleThreadedBLAS: Void = { openblas_set_num_threads(1) }()
 
-/// Rows of W dequantized per tile for `cols` inputs: as many as fit in `matmulTileElements`, a multiple of 16.
+/// Rows of W dequantized per tile: as many as fit in `matmulScratchCount(cols:)`, a multiple of 16.
 @inline(__always)
-func tileRows(cols: Int) -> Int { max(16, (matmulTileElements / max(1, cols)) & ~15) }
+func tileRows(cols: Int) -> Int { max(16, (matmulScratchCount(cols: cols) / max(1, cols)) & ~15) }
 
 /// Y[t, r] = X[t, :] · W[r, :] for t in 0..<tokens and r in `rows`. X: [tokens, w.cols] (row stride w.cols);
-/// Y: [tokens, ldy], written at columns `rows`. `scratch` holds `matmulTileElements` floats (unused for f32).
+/// Y: [tokens, ldy], written at columns `rows`. `scratch` holds `matmulScratchCount(cols: w.cols)` floats.
 public func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int,
                    _ y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>,
                    scratch: UnsafeMutablePointer<Float>) {

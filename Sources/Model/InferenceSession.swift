@@ -34,7 +34,7 @@ public final class InferenceSession {
     private let sines: FloatBuffer   // [T, headDim/2]
     private let logitsBuffer: FloatBuffer // [V]
     private let scores: [FloatBuffer] // per thread [capacity]
-    private let tiles: [FloatBuffer]  // per thread [matmulTileElements]
+    private let tiles: [FloatBuffer]  // per thread: matmul's scratch for the widest matrix
 
     /// - Parameters:
     ///   - capacity: KV cache positions (default: the model's context, at most 4096).
@@ -61,7 +61,8 @@ public final class InferenceSession {
         sines = FloatBuffer(count: t * c.headDim / 2)
         logitsBuffer = FloatBuffer(count: c.vocabSize)
         scores = (0..<pool.threadCount).map { _ in FloatBuffer(count: positions) }
-        tiles = (0..<pool.threadCount).map { _ in FloatBuffer(count: matmulTileElements) }
+        let widest = max(c.hiddenSize, c.intermediateSize, c.queryDimension)
+        tiles = (0..<pool.threadCount).map { _ in FloatBuffer(count: matmulScratchCount(cols: widest), zeroed: false) }
     }
 
     /// Forgets the sequence: the next token goes to position 0.

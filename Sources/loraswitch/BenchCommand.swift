@@ -41,6 +41,13 @@ struct BenchCommand: Command {
         let progress = Progress()
         let pool = ThreadPool(threads: threads)
 
+        // The machine's read bandwidth varies over time on shared hosts, so it is measured before and after the
+        // model runs and the higher figure is the reference. The probe's buffer is freed before the model loads,
+        // and the peak-memory mark reset, so that the peak reported is the model's.
+        progress.say("measuring the machine's read bandwidth")
+        let bandwidthBefore = measureReadBandwidth(pool: pool)
+        resetPeakResident()
+
         let model: LanguageModel
         let configName: String, dtypeName: String
         if let modelPath {
@@ -99,7 +106,7 @@ struct BenchCommand: Command {
         let peak = peakResidentBytes()
 
         progress.say("measuring the machine's read bandwidth and sgemm rate")
-        let bandwidth = measureReadBandwidth(pool: pool)
+        let bandwidth = max(bandwidthBefore, measureReadBandwidth(pool: pool))
         let gflops = measureSgemmGFLOPS(pool: pool)
         progress.finish()
 
@@ -198,6 +205,11 @@ func median(_ values: [Double]) -> Double {
 }
 
 func fmt(_ value: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", value) }
+
+/// Resets the kernel's peak-resident mark (VmHWM) to the current resident set (Linux: clear_refs "5").
+func resetPeakResident() {
+    try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+}
 
 /// The process's peak resident set (VmHWM), in bytes.
 func peakResidentBytes() -> Int {

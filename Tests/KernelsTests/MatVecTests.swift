@@ -102,7 +102,7 @@ struct MatMulTests {
         let xValues = randomFloats(tokens * cols, seed: seed + 1)
         let x = GuardedFloats(xValues)
         let y = GuardedFloats(count: tokens * ldy)
-        let scratch = GuardedFloats(count: matmulTileElements, fill: .nan)
+        let scratch = GuardedFloats(count: matmulScratchCount(cols: cols), fill: .nan)
         matmul(m.matrix, x.pointer, tokens: tokens, y.pointer, ldy: ldy, rows: range, scratch: scratch.pointer)
         #expect(y.guardsIntact && scratch.guardsIntact, "matmul wrote outside its buffers")
         #expect(x.array == xValues)
@@ -143,9 +143,11 @@ struct MatMulTests {
     @Test(arguments: DType.allCases)
     func severalTiles(dtype: DType) {
         let cols = 2080
-        let perTile = max(16, (matmulTileElements / cols) & ~15)
+        let perTile = max(16, (matmulScratchCount(cols: cols) / cols) & ~15)
         let rows = 2 * perTile + 13
         check(dtype: dtype, tokens: 3, rows: rows, cols: cols, range: 3..<rows, ldy: rows + 1, seed: 9)
+        // Rows wider than a default tile (16 rows of 8192 > 64K floats): the scratch grows with the width.
+        check(dtype: dtype, tokens: 2, rows: 40, cols: 8192, range: 0..<40, ldy: 40, seed: 10)
     }
 
     @Test(arguments: DType.allCases)
@@ -154,7 +156,7 @@ struct MatMulTests {
         let m = OwnedMatrix(rows: rows, cols: cols, dtype: dtype, seed: 31)
         let x = randomFloats(tokens * cols, seed: 32)
         let batched = FloatBuffer(count: tokens * rows)
-        let tile = FloatBuffer(count: matmulTileElements)
+        let tile = FloatBuffer(count: matmulScratchCount(cols: cols))
         matmul(m.matrix, x, tokens: tokens, batched.pointer, ldy: rows, rows: 0..<rows, scratch: tile.pointer)
         let single = FloatBuffer(count: rows)
         for t in 0..<tokens {

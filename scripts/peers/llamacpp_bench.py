@@ -25,7 +25,7 @@ def write(path, c, dtype):
     hd = c["d"] // c["H"]
     w.add_context_length(2048); w.add_embedding_length(c["d"]); w.add_block_count(c["L"])
     w.add_feed_forward_length(c["ff"]); w.add_head_count(c["H"]); w.add_head_count_kv(c["KV"])
-    w.add_rope_freq_base(c["theta"]); w.add_layer_norm_rms_epsilon(1e-5); w.add_rope_dimension_count(hd)
+    w.add_rope_freq_base(c["theta"]); w.add_layer_norm_rms_eps(1e-5); w.add_rope_dimension_count(hd)
     w.add_file_type(FILE_TYPES[dtype])
     w.add_tokenizer_model("llama"); w.add_tokenizer_pre("default")
     toks = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
