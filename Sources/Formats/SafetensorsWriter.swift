@@ -25,7 +25,12 @@ public struct SafetensorsWriter {
     static let names: [DType: String] = [.f32: "F32", .f16: "F16", .bf16: "BF16"]
 
     public static func write(_ tensors: [Tensor], metadata: [String: String] = [:], to path: String) throws {
-        // Header: tensors in the given order, each 8-byte aligned; the JSON padded with spaces to a multiple of 8.
+        // Header: tensors from the widest element type to the narrowest (as the safetensors library writes them),
+        // so that with the JSON padded to a multiple of 8 every tensor starts aligned to its element size.
+        let tensors = tensors.enumerated().sorted { a, b in
+            a.element.dtype.blockBytes != b.element.dtype.blockBytes
+                ? a.element.dtype.blockBytes > b.element.dtype.blockBytes : a.offset < b.offset
+        }.map(\.element)
         var entries: [String] = []
         var offset = 0
         for t in tensors {

@@ -101,7 +101,7 @@ public final class InferenceSession {
 
     /// Runs one token and returns its logits [V] (valid until the next call).
     public func decode(_ token: Int) throws -> UnsafeBufferPointer<Float> {
-        guard token >= 0, token < c.vocabSize else { throw ModelError.tokenOutOfRange(token: token, vocabularySize: c.vocabSize) }
+        guard token >= 0, token < c.vocabSize else { throw ModelError.tokenOutOfRange(model: model.path, token: token, vocabularySize: c.vocabSize) }
         guard position < capacity else { throw ModelError.contextFull(needed: position + 1, capacity: capacity) }
         forwardChunk(CollectionOfOne(token), logits: logitsBuffer.pointer, allPositions: false)
         return UnsafeBufferPointer(logitsBuffer.buffer)
@@ -109,7 +109,7 @@ public final class InferenceSession {
 
     private func validate(_ tokens: [Int]) throws {
         for token in tokens where token < 0 || token >= c.vocabSize {
-            throw ModelError.tokenOutOfRange(token: token, vocabularySize: c.vocabSize)
+            throw ModelError.tokenOutOfRange(model: model.path, token: token, vocabularySize: c.vocabSize)
         }
         guard position + tokens.count <= capacity else {
             throw ModelError.contextFull(needed: position + tokens.count, capacity: capacity)

@@ -36,8 +36,12 @@ extension ModelConfiguration {
 
         let hidden = try integer("embedding_length")
         let heads = try integer("attention.head_count")
-        guard let embedding = file.tensor("token_embd.weight"), embedding.shape.count == 2 else {
+        guard let embedding = file.tensor("token_embd.weight") else {
             throw ModelError.missingTensor(file: path, tensor: "token_embd.weight")
+        }
+        guard embedding.shape.count == 2 else {
+            throw ModelError.notAModel(path: path,
+                detail: "tensor 'token_embd.weight' has shape \(embedding.shape), expected [vocabulary, \(hidden)]")
         }
         var scaling: RopeScaling?
         switch value("rope.scaling.type")?.stringValue ?? "none" {

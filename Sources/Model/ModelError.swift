@@ -10,7 +10,7 @@ public enum ModelError: Error, LocalizedError, Equatable {
     case shapeMismatch(file: String, tensor: String, expected: [Int], found: [Int])
     case unsupportedTensorType(file: String, tensor: String, dtype: String, detail: String)
     case notAModel(path: String, detail: String)
-    case tokenOutOfRange(token: Int, vocabularySize: Int)
+    case tokenOutOfRange(model: String, token: Int, vocabularySize: Int)
     case contextFull(needed: Int, capacity: Int)
 
     public static let supportedModelTypes = ModelConfiguration.ModelType.allCases.map(\.rawValue)
@@ -29,8 +29,8 @@ public enum ModelError: Error, LocalizedError, Equatable {
         case let .unsupportedTensorType(file, tensor, dtype, detail):
             return "\(file): tensor '\(tensor)' of type \(dtype): \(detail)"
         case let .notAModel(path, detail): return "\(path): \(detail)"
-        case let .tokenOutOfRange(token, vocabularySize):
-            return "token id \(token) is outside the vocabulary (0..<\(vocabularySize))"
+        case let .tokenOutOfRange(model, token, vocabularySize):
+            return "\(model): token id \(token) is outside the vocabulary (0..<\(vocabularySize))"
         case let .contextFull(needed, capacity):
             return "the context is full: \(needed) positions needed, \(capacity) available"
         }

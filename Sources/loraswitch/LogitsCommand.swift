@@ -31,6 +31,9 @@ struct LogitsCommand: Command {
 
     func run() throws {
         let model = try LanguageModel.load(path: self.model)
+        guard tokens.count <= model.configuration.maxPositionEmbeddings else {
+            throw ModelError.contextFull(needed: tokens.count, capacity: model.configuration.maxPositionEmbeddings)
+        }
         let session = InferenceSession(model: model, pool: ThreadPool(threads: threads), capacity: tokens.count)
         let vocabulary = model.configuration.vocabSize
         let logits = FloatBuffer(count: tokens.count * vocabulary)

@@ -136,17 +136,17 @@ struct SessionTests {
         let session = InferenceSession(model: model, pool: ThreadPool(threads: 2))
         let out = FloatBuffer(count: 3 * v)
         for bad in [v, -1, Int.max, Int.min] {
-            #expect(throws: ModelError.tokenOutOfRange(token: bad, vocabularySize: v)) {
+            #expect(throws: ModelError.tokenOutOfRange(model: session.model.path, token: bad, vocabularySize: v)) {
                 try session.logits(for: [tokens[0], bad, tokens[1]], into: out.pointer)
             }
-            #expect(throws: ModelError.tokenOutOfRange(token: bad, vocabularySize: v)) { try session.prefill([bad]) }
-            #expect(throws: ModelError.tokenOutOfRange(token: bad, vocabularySize: v)) { try session.decode(bad) }
+            #expect(throws: ModelError.tokenOutOfRange(model: session.model.path, token: bad, vocabularySize: v)) { try session.prefill([bad]) }
+            #expect(throws: ModelError.tokenOutOfRange(model: session.model.path, token: bad, vocabularySize: v)) { try session.decode(bad) }
         }
         #expect(session.position == 0, "a refused call changes nothing")
         // The session still works, and from position 0.
         let logits = Array(try session.decode(tokens[0]))
         #expect(maxAbsDifference(logits, try allLogits(model, [tokens[0]])) <= incrementalTolerance)
-        let message = ModelError.tokenOutOfRange(token: 999, vocabularySize: v).errorDescription ?? ""
+        let message = ModelError.tokenOutOfRange(model: "m", token: 999, vocabularySize: v).errorDescription ?? ""
         #expect(message.contains("999") && message.contains("\(v)"))
     }
 
