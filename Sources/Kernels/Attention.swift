@@ -1,26 +1,81 @@
-/// Scaled dot-product attention of one query head over `count` cached positions.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Scaled dot-product attention over the KV cache, in float32 as HF eager attention computes it.
+//
+// The core computes a *partial* result over a range of positions for the query heads that share one KV head
+// (grouped-query attention: each key and value is read from memory once for the whole group): per head the
+// maximum score m, the sum l of e^(s − m), and the un-normalised output o = Σ e^(s − m)·v. Partials over disjoint
+// ranges merge exactly (`mergeAttention`), which lets decoding split one head's positions between threads.
+
+/// Partial attention of `heads` query heads over `count` positions of one KV head.
 ///
-/// q: [d]; keys, values: position p's vector at `keys + p · stride` (the KV cache rows of one KV head);
-/// scores: scratch [count]; out: [d]. scale is usually 1/√d. Matches HF eager attention: softmax in float32.
+/// - queries: the heads' vectors, head j at `queries + j · headDim`
+/// - keys, values: position p's vector at `+ p · stride`
+/// - scores: scratch [heads · count]
+/// - maxima, sums: [heads] outputs m and l; out: [heads · headDim] output o (un-normalised)
+public func attendPartial(queries q: UnsafePointer<Float>, heads: Int, keys: UnsafePointer<Float>,
+                          values: UnsafePointer<Float>, count: Int, stride: Int, headDim d: Int, scale: Float,
+                          scores: UnsafeMutablePointer<Float>, maxima: UnsafeMutablePointer<Float>,
+                          sums: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+    out.initialize(repeating: 0, count: heads * d)
+    guard count > 0 else {
+        for j in 0..<heads { maxima[j] = -.infinity; sums[j] = 0 }
+        return
+    }
+    for j in 0..<heads {
+        let qj = q + j * d, sj = scores + j * count
+        var p = 0
+        while p + 4 <= count {
+            let k0 = keys + p * stride
+            let s4 = dot4(qj, k0, k0 + stride, k0 + 2 * stride, k0 + 3 * stride, d) * scale
+            UnsafeMutableRawPointer(sj + p).storeBytes(of: s4, as: SIMD4<Float>.self)
+            p += 4
+        }
+        while p < count {
+            sj[p] = dot(qj, keys + p * stride, d) * scale
+            p += 1
+        }
+        let (m, l) = exponentiate(sj, count: count)
+        maxima[j] = m
+        sums[j] = l
+    }
+    // Each value row is read once and applied to every head of the group.
+    for p in 0..<count {
+        let vp = values + p * stride
+        for j in 0..<heads { axpy(scores[j * count + p], vp, out + j * d, d) }
+    }
+}
+
+/// Scaled dot-product attention of one query head over `count` positions, normalised: out [d].
+/// `scores` is scratch [count].
 public func attendOne(query q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                       count: Int, stride: Int, headDim d: Int, scale: Float,
                       scores: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>) {
-    var p = 0
-    while p + 4 <= count {
-        let k0 = keys + p * stride
-        let s = dot4(q, k0, k0 + stride, k0 + 2 * stride, k0 + 3 * stride, d) * scale
-        UnsafeMutableRawPointer(scores + p).storeBytes(of: s, as: SIMD4<Float>.self)
-        p += 4
-    }
-    while p < count {
-        scores[p] = dot(q, keys + p * stride, d) * scale
-        p += 1
-    }
-    softmaxInPlace(scores, count: count)
+    var m: Float = 0, l: Float = 0
+    attendPartial(queries: q, heads: 1, keys: keys, values: values, count: count, stride: stride, headDim: d,
+                  scale: scale, scores: scores, maxima: &m, sums: &l, into: out)
+    let inverse = l > 0 ? 1 / l : 0
+    for i in 0..<d { out[i] *= inverse }
+}
+
+/// Merges `parts` partial results of one head (each m, l and o [d], consecutive with the given strides) into the
+/// normalised output [d]: o = Σ e^(m_s − M)·o_s / Σ e^(m_s − M)·l_s, M = max m_s.
+public func mergeAttention(parts: Int, maxima: UnsafePointer<Float>, sums: UnsafePointer<Float>, scalarStride: Int,
+                           outputs: UnsafePointer<Float>, outputStride: Int, headDim d: Int,
+                           into out: UnsafeMutablePointer<Float>) {
+    var top = -Float.infinity
+    for s in 0..<parts { top = max(top, maxima[s * scalarStride]) }
     out.initialize(repeating: 0, count: d)
-    for p in 0..<count {
-        axpy(scores[p], values + p * stride, out, d)
+    var total: Float = 0
+    for s in 0..<parts where sums[s * scalarStride] > 0 {
+        let weight = expf(maxima[s * scalarStride] - top)
+        total += weight * sums[s * scalarStride]
+        axpy(weight, outputs + s * outputStride, out, d)
     }
+    let inverse = total > 0 ? 1 / total : 0
+    for i in 0..<d { out[i] *= inverse }
 }
 
 /// The dot products of `q` with four vectors at once (sharing the loads of q), each [n].

@@ -33,7 +33,10 @@ public final class InferenceSession {
     private let cosines: FloatBuffer // [T, headDim/2]
     private let sines: FloatBuffer   // [T, headDim/2]
     private let logitsBuffer: FloatBuffer // [V]
-    private let scores: [FloatBuffer] // per thread [capacity]
+    private let scores: [FloatBuffer] // per thread [group · capacity]
+    private let partials: FloatBuffer // decode attention partials [kvHeads, segments, group · (headDim + 2)]
+    /// Segments each KV head's positions are split into when decoding (one per thread keeps the threads even).
+    private let segments: Int
     private let tiles: [FloatBuffer]  // per thread: matmul's scratch for the widest matrix
 
     /// - Parameters:
@@ -60,7 +63,10 @@ public final class InferenceSession {
         cosines = FloatBuffer(count: t * c.headDim / 2)
         sines = FloatBuffer(count: t * c.headDim / 2)
         logitsBuffer = FloatBuffer(count: c.vocabSize)
-        scores = (0..<pool.threadCount).map { _ in FloatBuffer(count: positions) }
+        let group = c.groupSize
+        scores = (0..<pool.threadCount).map { _ in FloatBuffer(count: group * positions) }
+        segments = pool.threadCount
+        partials = FloatBuffer(count: c.numKeyValueHeads * pool.threadCount * c.groupSize * (c.headDim + 2))
         let widest = max(c.hiddenSize, c.intermediateSize, c.queryDimension)
         tiles = (0..<pool.threadCount).map { _ in FloatBuffer(count: matmulScratchCount(cols: widest), zeroed: false) }
     }
@@ -169,23 +175,10 @@ public final class InferenceSession {
             model.weights.rope.rotate(kp + i * kd, heads: c.numKeyValueHeads, cos: cosines.pointer + i * half, sin: sines.pointer + i * half)
             cache.store(layer: l, position: position + i, keys: kp + i * kd, values: vp + i * kd)
         }
-        let heads = c.numAttentionHeads, hd = c.headDim, group = c.groupSize
-        let scale = 1 / Float(hd).squareRoot(), start = position
-        let window = c.slidingWindow ?? Int.max
-        pool.run { thread in
-            // Work items head-major (h, token) so that each thread gets whole heads where it can.
-            let items = ThreadPool.chunk(heads * t, part: thread, of: threads)
-            for item in items {
-                let h = item / t, i = item % t
-                let p = start + i
-                let first = p >= window ? p - window + 1 : 0
-                let kv = h / group
-                attendOne(query: qp + i * qd + h * hd,
-                          keys: cache.keys(layer: l, head: kv) + first * hd,
-                          values: cache.values(layer: l, head: kv) + first * hd,
-                          count: p + 1 - first, stride: hd, headDim: hd, scale: scale,
-                          scores: scores[thread].pointer, into: ap + i * qd + h * hd)
-            }
+        if t == 1 {
+            attendDecoding(layer: l)
+        } else {
+            attendPrefill(layer: l, tokens: t)
         }
         pool.run { thread in
             let range = ThreadPool.chunk(d, part: thread, of: threads, granularity: 16)
@@ -208,6 +201,61 @@ public final class InferenceSession {
             let range = ThreadPool.chunk(d, part: thread, of: threads, granularity: 16)
             project(w.down, gp, t, dp, range, offset: 0, tiles[thread].pointer)
             addRows(dp, into: xp, tokens: t, width: d, columns: range)
+        }
+    }
+
+    // MARK: - Attention
+
+    /// One token: each thread takes whole (KV head, segment of positions) items — every query head of the group at
+    /// once, so each cached key and value is read once — and the partial results are merged per head.
+    private func attendDecoding(layer l: Int) {
+        let hd = c.headDim, group = c.groupSize, kvHeads = c.numKeyValueHeads, threads = pool.threadCount
+        let p = position, window = c.slidingWindow ?? Int.max
+        let first = p >= window ? p - window + 1 : 0
+        let count = p + 1 - first, segments = self.segments
+        let scale = 1 / Float(hd).squareRoot()
+        let qp = q.pointer, partial = partials.pointer
+        let slot = group * (hd + 2) // floats per (KV head, segment): o [group·hd], then m [group], l [group]
+        pool.run { thread in
+            for item in ThreadPool.chunk(kvHeads * segments, part: thread, of: threads) {
+                let kv = item / segments, segment = item % segments
+                let range = ThreadPool.chunk(count, part: segment, of: segments)
+                let base = partial + item * slot
+                attendPartial(queries: qp + kv * group * hd, heads: group,
+                              keys: cache.keys(layer: l, head: kv) + (first + range.lowerBound) * hd,
+                              values: cache.values(layer: l, head: kv) + (first + range.lowerBound) * hd,
+                              count: range.count, stride: hd, headDim: hd, scale: scale,
+                              scores: scores[thread].pointer, maxima: base + group * hd,
+                              sums: base + group * hd + group, into: base)
+            }
+        }
+        for h in 0..<c.numAttentionHeads {
+            let kv = h / group, j = h % group
+            let base = partial + kv * segments * slot
+            mergeAttention(parts: segments, maxima: base + group * hd + j, sums: base + group * hd + group + j,
+                           scalarStride: slot, outputs: base + j * hd, outputStride: slot, headDim: hd,
+                           into: attention.pointer + h * hd)
+        }
+    }
+
+    /// T tokens: work items (head, token), head-major so that each thread gets whole heads where it can.
+    private func attendPrefill(layer l: Int, tokens t: Int) {
+        let heads = c.numAttentionHeads, hd = c.headDim, group = c.groupSize, qd = c.queryDimension
+        let threads = pool.threadCount, start = position
+        let scale = 1 / Float(hd).squareRoot(), window = c.slidingWindow ?? Int.max
+        let qp = q.pointer, ap = attention.pointer
+        pool.run { thread in
+            for item in ThreadPool.chunk(heads * t, part: thread, of: threads) {
+                let h = item / t, i = item % t
+                let p = start + i
+                let first = p >= window ? p - window + 1 : 0
+                let kv = h / group
+                attendOne(query: qp + i * qd + h * hd,
+                          keys: cache.keys(layer: l, head: kv) + first * hd,
+                          values: cache.values(layer: l, head: kv) + first * hd,
+                          count: p + 1 - first, stride: hd, headDim: hd, scale: scale,
+                          scores: scores[thread].pointer, into: ap + i * qd + h * hd)
+            }
         }
     }
 }

@@ -234,4 +234,43 @@ struct AttentionTests {
             #expect(out.array == Array(values[0..<d]))
         }
     }
+
+    /// Partials of a group of heads over split position ranges, merged, equal one pass per head — empty parts
+    /// included.
+    @Test(arguments: [1, 5, 40])
+    func partialsMerge(count: Int) {
+        let d = 16, heads = 3, parts = 4
+        let q = randomFloats(heads * d, seed: 11)
+        let keys = randomFloats(count * d, seed: 12), values = randomFloats(count * d, seed: 13)
+        let scale = 1 / Float(d).squareRoot()
+        let slot = heads * (d + 2)
+        let partial = GuardedFloats(count: parts * slot)
+        let scores = GuardedFloats(count: heads * count)
+        for s in 0..<parts {
+            let range = ThreadPool.chunk(count, part: s, of: parts)
+            let base = partial.pointer + s * slot
+            keys.withUnsafeBufferPointer { k in
+                values.withUnsafeBufferPointer { v in
+                    attendPartial(queries: q, heads: heads, keys: k.baseAddress! + range.lowerBound * d,
+                                  values: v.baseAddress! + range.lowerBound * d, count: range.count, stride: d,
+                                  headDim: d, scale: scale, scores: scores.pointer, maxima: base + heads * d,
+                                  sums: base + heads * d + heads, into: base)
+                }
+            }
+        }
+        #expect(partial.guardsIntact && scores.guardsIntact)
+        for j in 0..<heads {
+            let merged = GuardedFloats(count: d), single = GuardedFloats(count: d), oneScores = GuardedFloats(count: count)
+            mergeAttention(parts: parts, maxima: partial.pointer + heads * d + j, sums: partial.pointer + heads * d + heads + j,
+                           scalarStride: slot, outputs: partial.pointer + j * d, outputStride: slot, headDim: d,
+                           into: merged.pointer)
+            q.withUnsafeBufferPointer { qp in
+                attendOne(query: qp.baseAddress! + j * d, keys: keys, values: values, count: count, stride: d, headDim: d,
+                          scale: scale, scores: oneScores.pointer, into: single.pointer)
+            }
+            for i in 0..<d {
+                #expect(abs(merged.pointer[i] - single.pointer[i]) <= 1e-6, "head \(j) element \(i)")
+            }
+        }
+    }
 }
