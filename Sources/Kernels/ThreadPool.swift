@@ -48,29 +48,34 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     /// Runs `body(threadIndex)` on every thread of the pool (indices 0..<threadCount) and returns when all are done.
-    /// Not reentrant: `body` must not call `run` again.
+    /// Not reentrant: `body` must not call `run` again. Passing a non-escaping closure to the workers costs one
+    /// small allocation; hot loops keep an escaping closure made once and call `runJob`.
     public func run(_ body: (Int) -> Void) {
         if threadCount == 1 { body(0); return }
+        withoutActuallyEscaping(body) { runJob($0) }
+    }
+
+    /// `run` for a closure the caller keeps (made once, e.g. a stored property): nothing is allocated per call.
+    public func runJob(_ job: @escaping (Int) -> Void) {
+        if threadCount == 1 { job(0); return }
         let shared = self.shared
-        withoutActuallyEscaping(body) { escapable in
-            shared.job = escapable
-            shared.pending.store(threadCount - 1, ordering: .relaxed)
-            // Sequentially consistent with the sleeper's increment-then-check: one of the two sees the other.
-            shared.generation.add(1, ordering: .sequentiallyConsistent)
-            if shared.sleepers.load(ordering: .sequentiallyConsistent) > 0 {
-                shared.condition.lock()
-                shared.condition.broadcast()
-                shared.condition.unlock()
-            }
-            escapable(0)
-            var spins = 0
-            while shared.pending.load(ordering: .acquiring) > 0 {
-                // A worker that is not running (the machine is oversubscribed) cannot finish while we spin.
-                spins += 1
-                if spins > Self.yieldAfter { sched_yield() }
-            }
-            shared.job = nil
+        shared.job = job
+        shared.pending.store(threadCount - 1, ordering: .relaxed)
+        // Sequentially consistent with the sleeper's increment-then-check: one of the two sees the other.
+        shared.generation.add(1, ordering: .sequentiallyConsistent)
+        if shared.sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+            shared.condition.lock()
+            shared.condition.broadcast()
+            shared.condition.unlock()
         }
+        job(0)
+        var spins = 0
+        while shared.pending.load(ordering: .acquiring) > 0 {
+            // A worker that is not running (the machine is oversubscribed) cannot finish while we spin.
+            spins += 1
+            if spins > Self.yieldAfter { sched_yield() }
+        }
+        shared.job = nil
     }
 
     /// Splits `0..<count` into one contiguous chunk per thread (sizes a multiple of `granularity` but the last) and

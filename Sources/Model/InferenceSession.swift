@@ -8,7 +8,8 @@ import Kernels
 ///
 /// One forward pass serves prefill (T tokens at once, sgemm) and decode (T = 1, matrix-vector kernels). Per layer
 /// it opens five parallel regions — q/k/v, attention, o (+ residual), gate/up (+ SiLU), down (+ residual) — and
-/// runs the small serial steps (RMSNorm, RoPE, cache writes) between them on the calling thread.
+/// runs the small serial steps (RMSNorm, RoPE, cache writes, merging attention partials) between them on the
+/// calling thread. The region bodies are closures made once, so a decoded token allocates nothing.
 public final class InferenceSession {
     public let model: LanguageModel
     public let pool: ThreadPool
@@ -38,6 +39,8 @@ public final class InferenceSession {
     /// Segments each KV head's positions are split into when decoding (one per thread keeps the threads even).
     private let segments: Int
     private let tiles: [FloatBuffer]  // per thread: matmul's scratch for the widest matrix
+    private var step = Step()
+    private var regions: Regions!
 
     /// - Parameters:
     ///   - capacity: KV cache positions (default: the model's context, at most 4096).
@@ -69,6 +72,7 @@ public final class InferenceSession {
         partials = FloatBuffer(count: c.numKeyValueHeads * pool.threadCount * c.groupSize * (c.headDim + 2))
         let widest = max(c.hiddenSize, c.intermediateSize, c.queryDimension)
         tiles = (0..<pool.threadCount).map { _ in FloatBuffer(count: matmulScratchCount(cols: widest), zeroed: false) }
+        regions = Self.makeRegions(self)
     }
 
     /// Forgets the sequence: the next token goes to position 0.
@@ -134,104 +138,151 @@ public final class InferenceSession {
             weights.embedding.dequantizeRow(token, into: x.pointer + i * d)
             weights.rope.angles(position: position + i, cos: cosines.pointer + i * half, sin: sines.pointer + i * half)
         }
+        step.tokens = t
         for l in 0..<c.numHiddenLayers {
-            layer(weights.layers[l], index: l, tokens: t)
+            step.layer = l
+            layer(weights.layers[l])
         }
         position += t
 
         // Final norm and head, for the rows that are asked for.
         let first = allPositions ? 0 : t - 1
-        let rows = t - first
         for i in first..<t {
             rmsNorm(x.pointer + i * d, weight: weights.finalNorm.pointer, eps: c.rmsNormEps, count: d,
                     into: xn.pointer + (i - first) * d)
         }
-        let head = weights.lmHead, xnp = xn.pointer
-        pool.run { thread in
-            let range = ThreadPool.chunk(c.vocabSize, part: thread, of: pool.threadCount, granularity: 16)
-            matmul(head, xnp, tokens: rows, logits, ldy: c.vocabSize, rows: range, scratch: tiles[thread].pointer)
-        }
+        step.headRows = t - first
+        step.logits = logits
+        pool.runJob(regions.head)
     }
 
-    private func layer(_ w: LayerWeights, index l: Int, tokens t: Int) {
-        let d = c.hiddenSize, qd = c.queryDimension, kd = c.keyValueDimension, f = c.intermediateSize
-        let threads = pool.threadCount
-        let xp = x.pointer, xnp = xn.pointer, qp = q.pointer, kp = k.pointer, vp = v.pointer
-        let ap = attention.pointer, gp = gate.pointer, up = up.pointer, dp = delta.pointer
-
+    /// One transformer block: the serial steps here, the parallel regions as `regions`.
+    private func layer(_ w: LayerWeights) {
+        let d = c.hiddenSize, qd = c.queryDimension, kd = c.keyValueDimension, half = c.headDim / 2
+        let t = step.tokens, xp = x.pointer, xnp = xn.pointer, qp = q.pointer, kp = k.pointer
         // Attention block: x += o(attention(rope(q(n(x))), rope(k(n(x))), v(n(x)))).
         for i in 0..<t { rmsNorm(xp + i * d, weight: w.attentionNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
-        pool.run { thread in
-            // q, k and v as one range of qd + 2·kd rows, split evenly.
-            let range = ThreadPool.chunk(qd + 2 * kd, part: thread, of: threads, granularity: 16)
-            let scratch = tiles[thread].pointer
-            project(w.q, xnp, t, qp, range.clamped(to: 0..<qd), offset: 0, scratch)
-            project(w.k, xnp, t, kp, range.clamped(to: qd..<(qd + kd)), offset: qd, scratch)
-            project(w.v, xnp, t, vp, range.clamped(to: (qd + kd)..<(qd + 2 * kd)), offset: qd + kd, scratch)
-        }
-        let half = c.headDim / 2
+        pool.runJob(regions.qkv)
         for i in 0..<t {
             model.weights.rope.rotate(qp + i * qd, heads: c.numAttentionHeads, cos: cosines.pointer + i * half, sin: sines.pointer + i * half)
             model.weights.rope.rotate(kp + i * kd, heads: c.numKeyValueHeads, cos: cosines.pointer + i * half, sin: sines.pointer + i * half)
-            cache.store(layer: l, position: position + i, keys: kp + i * kd, values: vp + i * kd)
+            cache.store(layer: step.layer, position: position + i, keys: kp + i * kd, values: v.pointer + i * kd)
         }
         if t == 1 {
-            attendDecoding(layer: l)
+            pool.runJob(regions.attendDecoding)
+            mergeDecodingAttention()
         } else {
-            attendPrefill(layer: l, tokens: t)
+            pool.runJob(regions.attendPrefill)
         }
-        pool.run { thread in
-            let range = ThreadPool.chunk(d, part: thread, of: threads, granularity: 16)
-            project(w.o, ap, t, dp, range, offset: 0, tiles[thread].pointer)
-            addRows(dp, into: xp, tokens: t, width: d, columns: range)
-        }
-
+        pool.runJob(regions.output)
         // MLP block: x += down(silu(gate(n(x))) · up(n(x))).
         for i in 0..<t { rmsNorm(xp + i * d, weight: w.mlpNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
-        pool.run { thread in
-            let range = ThreadPool.chunk(f, part: thread, of: threads, granularity: 16)
-            project(w.gate, xnp, t, gp, range, offset: 0, tiles[thread].pointer)
-            project(w.up, xnp, t, up, range, offset: 0, tiles[thread].pointer)
-            for i in 0..<t {
-                let row = i * f + range.lowerBound
-                siluMul(gate: gp + row, up: up + row, count: range.count, into: gp + row)
-            }
+        pool.runJob(regions.gateUp)
+        pool.runJob(regions.down)
+    }
+
+    // MARK: - Parallel regions
+
+    /// What the parallel regions work on, set on the calling thread before each region runs.
+    private struct Step {
+        var layer = 0
+        var tokens = 0
+        var headRows = 0
+        var logits: UnsafeMutablePointer<Float>?
+    }
+
+    /// The bodies of the parallel regions, made once so that running one allocates nothing.
+    private struct Regions {
+        var qkv, attendDecoding, attendPrefill, output, gateUp, down, head: (Int) -> Void
+    }
+
+    private static func makeRegions(_ session: InferenceSession) -> Regions {
+        unowned(unsafe) let s = session
+        return Regions(qkv: { s.qkv(thread: $0) }, attendDecoding: { s.attendDecoding(thread: $0) },
+                       attendPrefill: { s.attendPrefill(thread: $0) }, output: { s.output(thread: $0) },
+                       gateUp: { s.gateUp(thread: $0) }, down: { s.down(thread: $0) }, head: { s.head(thread: $0) })
+    }
+
+    @inline(__always) private func rows(_ count: Int, _ thread: Int) -> Range<Int> {
+        ThreadPool.chunk(count, part: thread, of: pool.threadCount, granularity: 16)
+    }
+
+    /// q, k and v as one range of Q + 2K rows, split evenly.
+    private func qkv(thread: Int) {
+        let w = model.weights.layers[step.layer], t = step.tokens
+        let qd = c.queryDimension, kd = c.keyValueDimension
+        let range = rows(qd + 2 * kd, thread), scratch = tiles[thread].pointer
+        project(w.q, xn.pointer, t, q.pointer, range.clamped(to: 0..<qd), offset: 0, scratch)
+        project(w.k, xn.pointer, t, k.pointer, range.clamped(to: qd..<(qd + kd)), offset: qd, scratch)
+        project(w.v, xn.pointer, t, v.pointer, range.clamped(to: (qd + kd)..<(qd + 2 * kd)), offset: qd + kd, scratch)
+    }
+
+    /// o projection and the residual add, by rows of D.
+    private func output(thread: Int) {
+        let range = rows(c.hiddenSize, thread)
+        project(model.weights.layers[step.layer].o, attention.pointer, step.tokens, delta.pointer, range, offset: 0,
+                tiles[thread].pointer)
+        addRows(delta.pointer, into: x.pointer, tokens: step.tokens, width: c.hiddenSize, columns: range)
+    }
+
+    /// gate and up for the same rows of F, then SiLU(gate)·up in place of gate.
+    private func gateUp(thread: Int) {
+        let w = model.weights.layers[step.layer], f = c.intermediateSize
+        let range = rows(f, thread)
+        project(w.gate, xn.pointer, step.tokens, gate.pointer, range, offset: 0, tiles[thread].pointer)
+        project(w.up, xn.pointer, step.tokens, up.pointer, range, offset: 0, tiles[thread].pointer)
+        for i in 0..<step.tokens {
+            let row = i * f + range.lowerBound
+            siluMul(gate: gate.pointer + row, up: up.pointer + row, count: range.count, into: gate.pointer + row)
         }
-        pool.run { thread in
-            let range = ThreadPool.chunk(d, part: thread, of: threads, granularity: 16)
-            project(w.down, gp, t, dp, range, offset: 0, tiles[thread].pointer)
-            addRows(dp, into: xp, tokens: t, width: d, columns: range)
-        }
+    }
+
+    /// down projection and the residual add, by rows of D.
+    private func down(thread: Int) {
+        let range = rows(c.hiddenSize, thread)
+        project(model.weights.layers[step.layer].down, gate.pointer, step.tokens, delta.pointer, range, offset: 0,
+                tiles[thread].pointer)
+        addRows(delta.pointer, into: x.pointer, tokens: step.tokens, width: c.hiddenSize, columns: range)
+    }
+
+    /// The head for the normalized rows in xn, by rows of V.
+    private func head(thread: Int) {
+        matmul(model.weights.lmHead, xn.pointer, tokens: step.headRows, step.logits!, ldy: c.vocabSize,
+               rows: rows(c.vocabSize, thread), scratch: tiles[thread].pointer)
     }
 
     // MARK: - Attention
 
+    /// The window of cached positions position p attends to.
+    @inline(__always) private func firstVisible(_ p: Int) -> Int {
+        if let window = c.slidingWindow, p >= window { return p - window + 1 }
+        return 0
+    }
+
     /// One token: each thread takes whole (KV head, segment of positions) items — every query head of the group at
-    /// once, so each cached key and value is read once — and the partial results are merged per head.
-    private func attendDecoding(layer l: Int) {
-        let hd = c.headDim, group = c.groupSize, kvHeads = c.numKeyValueHeads, threads = pool.threadCount
-        let p = position, window = c.slidingWindow ?? Int.max
-        let first = p >= window ? p - window + 1 : 0
-        let count = p + 1 - first, segments = self.segments
-        let scale = 1 / Float(hd).squareRoot()
-        let qp = q.pointer, partial = partials.pointer
+    /// once, so each cached key and value is read once — into partial results merged per head afterwards.
+    private func attendDecoding(thread: Int) {
+        let hd = c.headDim, group = c.groupSize, l = step.layer
+        let first = firstVisible(position), count = position + 1 - first
         let slot = group * (hd + 2) // floats per (KV head, segment): o [group·hd], then m [group], l [group]
-        pool.run { thread in
-            for item in ThreadPool.chunk(kvHeads * segments, part: thread, of: threads) {
-                let kv = item / segments, segment = item % segments
-                let range = ThreadPool.chunk(count, part: segment, of: segments)
-                let base = partial + item * slot
-                attendPartial(queries: qp + kv * group * hd, heads: group,
-                              keys: cache.keys(layer: l, head: kv) + (first + range.lowerBound) * hd,
-                              values: cache.values(layer: l, head: kv) + (first + range.lowerBound) * hd,
-                              count: range.count, stride: hd, headDim: hd, scale: scale,
-                              scores: scores[thread].pointer, maxima: base + group * hd,
-                              sums: base + group * hd + group, into: base)
-            }
+        for item in ThreadPool.chunk(c.numKeyValueHeads * segments, part: thread, of: pool.threadCount) {
+            let kv = item / segments, segment = item % segments
+            let range = ThreadPool.chunk(count, part: segment, of: segments)
+            let base = partials.pointer + item * slot
+            attendPartial(queries: q.pointer + kv * group * hd, heads: group,
+                          keys: cache.keys(layer: l, head: kv) + (first + range.lowerBound) * hd,
+                          values: cache.values(layer: l, head: kv) + (first + range.lowerBound) * hd,
+                          count: range.count, stride: hd, headDim: hd, scale: 1 / Float(hd).squareRoot(),
+                          scores: scores[thread].pointer, maxima: base + group * hd,
+                          sums: base + group * hd + group, into: base)
         }
+    }
+
+    private func mergeDecodingAttention() {
+        let hd = c.headDim, group = c.groupSize, slot = group * (hd + 2)
         for h in 0..<c.numAttentionHeads {
             let kv = h / group, j = h % group
-            let base = partial + kv * segments * slot
+            let base = partials.pointer + kv * segments * slot
             mergeAttention(parts: segments, maxima: base + group * hd + j, sums: base + group * hd + group + j,
                            scalarStride: slot, outputs: base + j * hd, outputStride: slot, headDim: hd,
                            into: attention.pointer + h * hd)
@@ -239,23 +290,16 @@ public final class InferenceSession {
     }
 
     /// T tokens: work items (head, token), head-major so that each thread gets whole heads where it can.
-    private func attendPrefill(layer l: Int, tokens t: Int) {
-        let heads = c.numAttentionHeads, hd = c.headDim, group = c.groupSize, qd = c.queryDimension
-        let threads = pool.threadCount, start = position
-        let scale = 1 / Float(hd).squareRoot(), window = c.slidingWindow ?? Int.max
-        let qp = q.pointer, ap = attention.pointer
-        pool.run { thread in
-            for item in ThreadPool.chunk(heads * t, part: thread, of: threads) {
-                let h = item / t, i = item % t
-                let p = start + i
-                let first = p >= window ? p - window + 1 : 0
-                let kv = h / group
-                attendOne(query: qp + i * qd + h * hd,
-                          keys: cache.keys(layer: l, head: kv) + first * hd,
-                          values: cache.values(layer: l, head: kv) + first * hd,
-                          count: p + 1 - first, stride: hd, headDim: hd, scale: scale,
-                          scores: scores[thread].pointer, into: ap + i * qd + h * hd)
-            }
+    private func attendPrefill(thread: Int) {
+        let hd = c.headDim, group = c.groupSize, qd = c.queryDimension, t = step.tokens, l = step.layer
+        for item in ThreadPool.chunk(c.numAttentionHeads * t, part: thread, of: pool.threadCount) {
+            let h = item / t, i = item % t
+            let p = position + i, first = firstVisible(p), kv = h / group
+            attendOne(query: q.pointer + i * qd + h * hd,
+                      keys: cache.keys(layer: l, head: kv) + first * hd,
+                      values: cache.values(layer: l, head: kv) + first * hd,
+                      count: p + 1 - first, stride: hd, headDim: hd, scale: 1 / Float(hd).squareRoot(),
+                      scores: scores[thread].pointer, into: attention.pointer + i * qd + h * hd)
         }
     }
 }
