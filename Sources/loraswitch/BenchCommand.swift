@@ -41,19 +41,12 @@ struct BenchCommand: Command {
         let progress = Progress()
         let pool = ThreadPool(threads: threads)
 
-        // The machine's read bandwidth varies over time on shared hosts, so it is measured before and after the
-        // model runs and the higher figure is the reference. The probe's buffer is freed before the model loads,
-        // and the peak-memory mark reset, so that the peak reported is the model's.
-        progress.say("measuring the machine's read bandwidth")
-        let bandwidthBefore = measureReadBandwidth(pool: pool)
-        resetPeakResident()
-
         let model: LanguageModel
         let configName: String, dtypeName: String
         if let modelPath {
             progress.say("loading \(modelPath)")
             model = try LanguageModel.load(path: modelPath)
-            configName = (modelPath as NSString).lastPathComponent
+            configName = ((modelPath as NSString).lastPathComponent as NSString).deletingPathExtension
             dtypeName = model.weights.layers.first.map { $0.q.weight.dtype.rawValue } ?? "?"
         } else {
             progress.say("building \(shape.rawValue) with random \(dtype) weights")
@@ -81,6 +74,14 @@ struct BenchCommand: Command {
             prefillSeconds = min(prefillSeconds, now() - start)
         }
 
+        // The read bandwidth of shared hosts drifts from minute to minute, so it is measured right before and right
+        // after decoding and the higher figure is the reference. The probe's buffer is freed again and the
+        // peak-memory mark reset around it, so that the peak reported is the model's.
+        var peak = peakResidentBytes()
+        progress.say("measuring the machine's read bandwidth")
+        let bandwidthBefore = measureReadBandwidth(pool: pool)
+        resetPeakResident()
+
         var times: [Double] = []
         times.reserveCapacity(decodeTokens)
         for (i, token) in followers.enumerated() {
@@ -102,15 +103,15 @@ struct BenchCommand: Command {
                            prefillTokensPerSecond: Double(promptTokens) / prefillSeconds,
                            bytesPerToken: bytesPerToken, gbs: gbs)
         let prefillGFLOPS = prefillFLOPs(c, tokens: promptTokens) / prefillSeconds / 1e9
-        // Peak memory of the model run, read before the machine measurements allocate their own buffers.
-        let peak = peakResidentBytes()
+        peak = max(peak, peakResidentBytes())
 
         progress.say("measuring the machine's read bandwidth and sgemm rate")
-        let bandwidth = max(bandwidthBefore, measureReadBandwidth(pool: pool))
+        let bandwidthAfter = measureReadBandwidth(pool: pool)
+        let bandwidth = max(bandwidthBefore, bandwidthAfter)
         let gflops = measureSgemmGFLOPS(pool: pool)
         progress.finish()
 
-        print("machine: read bandwidth \(fmt(bandwidth, 1)) GB/s, sgemm \(fmt(gflops, 0)) GFLOP/s (n=1024), \(threads) threads")
+        print("machine: read bandwidth \(fmt(bandwidth, 1)) GB/s (before/after decoding: \(fmt(bandwidthBefore, 1))/\(fmt(bandwidthAfter, 1))), sgemm \(fmt(gflops, 0)) GFLOP/s (n=1024), \(threads) threads")
         print("model:   \(configName) \(dtypeName), \(fmt(Double(model.parameterCount) / 1e6, 1)) M parameters, \(fmt(Double(model.weights.bytesPerToken) / 1e6, 1)) MB of weights read per token")
         print("prompt \(promptTokens) tokens, decode \(decodeTokens) tokens")
         print("")
@@ -148,11 +149,11 @@ struct BenchRow: Encodable {
         case gbs
     }
 
-    static let header = "name         config            dtype   prefill tok/s   decode ms/tok   MB/token    GB/s   % of read bw"
+    static let header = "name         config                  dtype   prefill tok/s   decode ms/tok   MB/token    GB/s   % of read bw"
 
     func line(bandwidth: Double) -> String {
         name.padding(toLength: 13, withPad: " ", startingAt: 0) +
-            config.padding(toLength: 18, withPad: " ", startingAt: 0) +
+            config.prefix(23).padding(toLength: 24, withPad: " ", startingAt: 0) +
             dtype.padding(toLength: 6, withPad: " ", startingAt: 0) +
             fmt(prefillTokensPerSecond, 1).leftPadded(to: 15) +
             fmt(decodeMsPerToken, 2).leftPadded(to: 16) +
