@@ -41,10 +41,54 @@ public func attendPartial(queries q: UnsafePointer<Float>, heads: Int, keys: Uns
         maxima[j] = m
         sums[j] = l
     }
-    // Each value row is read once and applied to every head of the group.
+    // o_j = Σ_p e_jp·v_p. Common head sizes keep the sums in registers across positions; others accumulate in
+    // memory, reading each value row once for the whole group.
+    if d == 64 || d == 128 {
+        for j in 0..<heads {
+            if d == 64 {
+                weightedSum(scores + j * count, values, count: count, stride: stride, into: out + j * d, chunks: 4)
+            } else {
+                weightedSum(scores + j * count, values, count: count, stride: stride, into: out + j * d, chunks: 8)
+            }
+        }
+        return
+    }
     for p in 0..<count {
         let vp = values + p * stride
         for j in 0..<heads { axpy(scores[j * count + p], vp, out + j * d, d) }
+    }
+}
+
+/// out[0..<16·chunks] = Σ_p w[p]·v[p], the sums held in registers (`chunks` is 4 or 8: head sizes 64 and 128).
+@inline(__always)
+private func weightedSum(_ w: UnsafePointer<Float>, _ v: UnsafePointer<Float>, count: Int, stride: Int,
+                         into out: UnsafeMutablePointer<Float>, chunks: Int) {
+    var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+    var a4 = SIMD16<Float>(), a5 = SIMD16<Float>(), a6 = SIMD16<Float>(), a7 = SIMD16<Float>()
+    for p in 0..<count {
+        let row = UnsafeRawPointer(v + p * stride)
+        let s = SIMD16<Float>(repeating: w[p])
+        a0.addProduct(s, row.loadUnaligned(as: SIMD16<Float>.self))
+        a1.addProduct(s, row.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self))
+        a2.addProduct(s, row.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self))
+        a3.addProduct(s, row.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self))
+        if chunks == 8 {
+            a4.addProduct(s, row.loadUnaligned(fromByteOffset: 256, as: SIMD16<Float>.self))
+            a5.addProduct(s, row.loadUnaligned(fromByteOffset: 320, as: SIMD16<Float>.self))
+            a6.addProduct(s, row.loadUnaligned(fromByteOffset: 384, as: SIMD16<Float>.self))
+            a7.addProduct(s, row.loadUnaligned(fromByteOffset: 448, as: SIMD16<Float>.self))
+        }
+    }
+    let o = UnsafeMutableRawPointer(out)
+    o.storeBytes(of: a0, as: SIMD16<Float>.self)
+    o.storeBytes(of: a1, toByteOffset: 64, as: SIMD16<Float>.self)
+    o.storeBytes(of: a2, toByteOffset: 128, as: SIMD16<Float>.self)
+    o.storeBytes(of: a3, toByteOffset: 192, as: SIMD16<Float>.self)
+    if chunks == 8 {
+        o.storeBytes(of: a4, toByteOffset: 256, as: SIMD16<Float>.self)
+        o.storeBytes(of: a5, toByteOffset: 320, as: SIMD16<Float>.self)
+        o.storeBytes(of: a6, toByteOffset: 384, as: SIMD16<Float>.self)
+        o.storeBytes(of: a7, toByteOffset: 448, as: SIMD16<Float>.self)
     }
 }
 

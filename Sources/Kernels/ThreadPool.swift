@@ -27,8 +27,9 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// How long a worker spins for the next job before it sleeps (about a millisecond).
     private static let spinIterations = 100_000
-    /// Spins after which a waiting thread yields its core on each further spin (a few microseconds).
-    private static let yieldAfter = 2_000
+    /// Spins after which a waiting thread yields its core on each further spin (some tens of microseconds: longer
+    /// than the serial steps between a layer's regions, so that decoding never pays for a system call).
+    private static let yieldAfter = 20_000
 
     /// A pool of `threads` threads (at least 1), the caller's included.
     public init(threads: Int) {
