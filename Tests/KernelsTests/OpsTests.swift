@@ -212,9 +212,9 @@ struct RopeTests {
 
 @Suite("Attention")
 struct AttentionTests {
-    @Test(arguments: [1, 2, 9, 40])
-    func attendOneMatchesFormula(count: Int) {
-        let d = 16, stride = 24 // stride > d: rows of a wider cache
+    @Test(arguments: [1, 2, 9, 40], [16, 64, 128, 80])
+    func attendOneMatchesFormula(count: Int, d: Int) {
+        let stride = d + 8 // stride > d: rows of a wider cache
         let q = randomFloats(d, seed: 1)
         let keys = randomFloats(count * stride, seed: 2), values = randomFloats(count * stride, seed: 3)
         let scale = 1 / Float(d).squareRoot()
@@ -237,9 +237,9 @@ struct AttentionTests {
 
     /// Partials of a group of heads over split position ranges, merged, equal one pass per head — empty parts
     /// included.
-    @Test(arguments: [1, 5, 40])
-    func partialsMerge(count: Int) {
-        let d = 16, heads = 3, parts = 4
+    @Test(arguments: [1, 5, 40], [16, 64, 128])
+    func partialsMerge(count: Int, d: Int) {
+        let heads = 3, parts = 4
         let q = randomFloats(heads * d, seed: 11)
         let keys = randomFloats(count * d, seed: 12), values = randomFloats(count * d, seed: 13)
         let scale = 1 / Float(d).squareRoot()
