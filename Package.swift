@@ -12,7 +12,7 @@ let swiftFlags: [SwiftSetting] = [
 let package = Package(
     name: "LoRASwitch",
     products: [
-        .library(name: "LoRASwitch", targets: ["Kernels", "Formats", "Model"]),
+        .library(name: "LoRASwitch", targets: ["Kernels", "Formats", "Text", "Model"]),
         .executable(name: "loraswitch", targets: ["loraswitch"]),
     ],
     targets: [
@@ -21,10 +21,13 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: swiftFlags),
         .target(name: "Formats", dependencies: ["Kernels"], swiftSettings: swiftFlags),
-        .target(name: "Model", dependencies: ["Kernels", "Formats"], swiftSettings: swiftFlags),
-        .executableTarget(name: "loraswitch", dependencies: ["Kernels", "Formats", "Model"], swiftSettings: swiftFlags),
+        .target(name: "Text", dependencies: ["Formats"], swiftSettings: swiftFlags),
+        .target(name: "Model", dependencies: ["Kernels", "Formats", "Text"], swiftSettings: swiftFlags),
+        .executableTarget(name: "loraswitch", dependencies: ["Kernels", "Formats", "Text", "Model"],
+                          swiftSettings: swiftFlags),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: swiftFlags),
         .testTarget(name: "FormatsTests", dependencies: ["Formats"], swiftSettings: swiftFlags),
+        .testTarget(name: "TextTests", dependencies: ["Text"], swiftSettings: swiftFlags),
         .testTarget(name: "ModelTests", dependencies: ["Model"], swiftSettings: swiftFlags),
         .testTarget(name: "CLITests", dependencies: ["Model"], swiftSettings: swiftFlags),
     ]

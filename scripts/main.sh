@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: installs what is needed (OpenBLAS, the default model), builds in release mode,
-# and benchmarks decoding on the default model and on the SmolLM2-135M shape with random f32 weights, beside the
-# machine's own memory bandwidth.
+# generates text from the default model (a completion and a chat answer), then measures decoding beside the
+# machine's memory bandwidth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/fetch-default-model.sh
 swift build -c release
+bin=.build/release/loraswitch
+echo "== greedy completion"
+$bin generate --prompt "The capital of France is" --temperature 0 --max-tokens 24 --stats
+echo "== chat"
+$bin generate --chat --prompt "Write a haiku about memory bandwidth." --max-tokens 64 --seed 1 --stats
+echo "== benchmark"
 model="${XDG_CACHE_HOME:-$HOME/.cache}/loraswitch/SmolLM2-135M-Instruct.Q4_1.gguf"
-.build/release/loraswitch bench --model "$model"
-echo
-.build/release/loraswitch bench --config smollm2-135m --dtype f32
+$bin bench --model "$model"

@@ -16,15 +16,7 @@ struct LogitsCommand: Command {
 
     init(_ arguments: inout Arguments) throws {
         model = try arguments.required("model")
-        let list = try arguments.required("tokens")
-        var tokens: [Int] = []
-        for item in list.split(separator: ",", omittingEmptySubsequences: false) {
-            guard let id = Int(item.trimmingCharacters(in: .whitespaces)), id >= 0 else {
-                throw UsageError("--tokens must be a comma-separated list of token ids, not '\(list)'")
-            }
-            tokens.append(id)
-        }
-        self.tokens = tokens
+        tokens = try parseTokenList(try arguments.required("tokens"), option: "tokens")
         out = try arguments.required("out")
         threads = try arguments.integer("threads", in: 1...256) ?? defaultThreadCount
     }

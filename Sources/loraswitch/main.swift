@@ -2,7 +2,8 @@ import Foundation
 
 // loraswitch: subcommands only; everything a library user would want lives in the library.
 
-let commands: [Command.Type] = [LogitsCommand.self, InspectCommand.self, BenchCommand.self]
+let commands: [Command.Type] = [GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, LogitsCommand.self,
+                                InspectCommand.self, BenchCommand.self]
 
 func topUsage() -> String {
     var text = "usage: loraswitch <command> [options]\n\ncommands:\n"

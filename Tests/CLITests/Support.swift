@@ -95,7 +95,8 @@ struct RunResult: CustomStringConvertible {
 }
 
 /// Runs `loraswitch arguments…` with its output in files, killing it if it takes longer than `timeout` seconds.
-func runLoraswitch(_ arguments: [String], timeout: TimeInterval = 120,
+func runLoraswitch(_ arguments: [String], timeout: TimeInterval = 120, input: String? = nil,
+                   environment: [String: String]? = nil,
                    sourceLocation: SourceLocation = #_sourceLocation) throws -> RunResult {
     let executable = try loraswitchExecutable(sourceLocation: sourceLocation)
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("loraswitch-run-\(UUID().uuidString)")
@@ -110,7 +111,16 @@ func runLoraswitch(_ arguments: [String], timeout: TimeInterval = 120,
     process.arguments = arguments
     process.standardOutput = out
     process.standardError = err
-    process.standardInput = FileHandle.nullDevice
+    if let input {
+        let inURL = folder.appendingPathComponent("stdin")
+        try Data(input.utf8).write(to: inURL)
+        process.standardInput = try FileHandle(forReadingFrom: inURL)
+    } else {
+        process.standardInput = FileHandle.nullDevice
+    }
+    if let environment {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    }
     try process.run()
     let deadline = Date().addingTimeInterval(timeout)
     while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }

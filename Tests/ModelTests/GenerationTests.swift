@@ -1,0 +1,60 @@
+import Foundation
+import Kernels
+import Testing
+import Text
+@testable import Model
+
+@Suite("Text generation")
+struct GenerationTests {
+    private func open(_ name: String = "llama-f32.gguf", threads: Int = 2) throws -> TextGenerator {
+        let path = fixtures.appendingPathComponent("models/\(name)").path
+        let model = try LanguageModel.load(path: path)
+        let session = InferenceSession(model: model, pool: ThreadPool(threads: threads), capacity: 64)
+        return TextGenerator(session: session, tokenizer: try Tokenizer.load(model: path))
+    }
+
+    /// Greedy generation equals taking the argmax of one-pass logits step by step.
+    @Test func greedyFollowsTheArgmax() throws {
+        let generator = try open()
+        var options = GenerationOptions()
+        options.sampling = .greedy
+        options.maxTokens = 8
+        let prompt = [1, 20, 30, 40]
+        let result = try generator.generate(prompt: prompt, options: options)
+        let model = generator.session.model
+        var tokens = prompt
+        for _ in 0..<result.tokens.count {
+            let session = InferenceSession(model: model, pool: ThreadPool(threads: 1), capacity: 64)
+            let logits = try session.prefill(tokens)
+            tokens.append(logits.indices.max { logits[$0] < logits[$1] }!)
+        }
+        #expect(Array(tokens[prompt.count...]) == result.tokens)
+        #expect(result.stopReason == .maxTokens || result.stopReason == .endOfSequence)
+    }
+
+    /// A second turn that extends the first reuses the cached prefix and gives what a fresh session gives.
+    @Test func cachedPrefixIsReused() throws {
+        let generator = try open()
+        var options = GenerationOptions()
+        options.sampling = .greedy
+        options.maxTokens = 5
+        let first = try generator.generate(prompt: [1, 5, 6, 7], options: options)
+        let second = [1, 5, 6, 7] + first.tokens + [9, 10]
+        let again = try generator.generate(prompt: second, options: options)
+        #expect(again.promptTokensEvaluated < second.count)
+        let fresh = try open().generate(prompt: second, options: options)
+        #expect(again.tokens == fresh.tokens)
+        #expect(fresh.promptTokensEvaluated == second.count)
+    }
+
+    @Test func contextFullAndEmptyPrompt() throws {
+        let generator = try open()
+        var options = GenerationOptions()
+        options.sampling = .greedy
+        options.maxTokens = 1000
+        let result = try generator.generate(prompt: [1, 2, 3], options: options)
+        #expect(result.stopReason == .contextFull || result.stopReason == .endOfSequence)
+        #expect(throws: GenerationError.emptyPrompt) { try generator.generate(prompt: [], options: options) }
+        #expect(throws: ModelError.self) { try generator.generate(prompt: Array(repeating: 3, count: 64), options: options) }
+    }
+}
