@@ -1,4 +1,5 @@
 import Foundation
+import Formats
 
 // config.json as Hugging Face writes it for LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM (transformers
 // 4.x keys, and transformers 5's `rope_parameters`). Sizes are required; the rest takes transformers' defaults.
@@ -161,8 +162,7 @@ extension ModelConfiguration {
         } catch let error as UnsupportedModelType {
             throw ModelError.unsupportedModelType(file: path, modelType: error.name)
         } catch let error as DecodingError {
-            let key = decodingKey(error)
-            throw ModelError.invalidConfiguration(file: path, key: key, detail: decodingDetail(error))
+            throw ModelError.invalidConfiguration(file: path, key: decodingKeyPath(error), detail: decodingProblem(error))
         }
         try configuration.validate(file: path)
         return configuration
@@ -171,24 +171,3 @@ extension ModelConfiguration {
 
 /// Thrown inside decoding so that `load` can report it with the file name.
 struct UnsupportedModelType: Error { let name: String }
-
-private func decodingKey(_ error: DecodingError) -> String {
-    let path: [CodingKey]
-    switch error {
-    case let .keyNotFound(key, context): path = context.codingPath + [key]
-    case let .typeMismatch(_, context), let .valueNotFound(_, context), let .dataCorrupted(context): path = context.codingPath
-    @unknown default: path = []
-    }
-    return path.isEmpty ? "(top level)" : path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
-}
-
-private func decodingDetail(_ error: DecodingError) -> String {
-    switch error {
-    case .keyNotFound: return "required key is missing"
-    case let .typeMismatch(type, _): return "has the wrong type (expected \(type))"
-    case let .valueNotFound(type, _): return "is null (expected \(type))"
-    case let .dataCorrupted(context):
-        return context.codingPath.isEmpty ? "not valid JSON" : context.debugDescription
-    @unknown default: return "\(error)"
-    }
-}

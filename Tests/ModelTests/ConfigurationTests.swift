@@ -141,7 +141,7 @@ struct ConfigurationTests {
                           key: "vocab_size")
         try expectInvalid(#"{"hidden_size": 64}"#, key: "model_type")
         try expectInvalid(json("llama").replacingOccurrences(of: #""hidden_size": 64"#, with: #""hidden_size": "64""#),
-                          key: "hidden_size", mentioning: ["type"])
+                          key: "hidden_size", mentioning: ["integer"])
         // Foundation's JSONDecoder reports a fractional number where an Int is expected as "not valid JSON" at the top
         // level, so only the rejection itself is checked here.
         let (fractional, fractionalPath) = try rejection(

@@ -263,20 +263,10 @@ func readJSON<T: Decodable>(_ path: String) throws -> T {
     } catch let error as TokenizerError {
         throw error
     } catch {
-        throw TokenizerError.invalid(file: path, key: decodingPath(error), detail: describeDecodingError(error))
+        throw TokenizerError.invalid(file: path, key: decodingKeyPath(error), detail: decodingProblem(error))
     }
 }
 
-private func decodingPath(_ error: Error) -> String {
-    guard let error = error as? DecodingError else { return "(top level)" }
-    let path: [CodingKey]
-    switch error {
-    case let .keyNotFound(key, context): path = context.codingPath + [key]
-    case let .typeMismatch(_, context), let .valueNotFound(_, context), let .dataCorrupted(context): path = context.codingPath
-    @unknown default: path = []
-    }
-    return path.isEmpty ? "(top level)" : path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
-}
 
 extension Tokenizer {
     /// The tokenizer of a model: a Hugging Face folder's tokenizer.json or a GGUF file's vocabulary.
