@@ -1,0 +1,34 @@
+import Kernels
+
+/// The one place adapters enter the forward pass (as llama.cpp's `build_lora_mm`): every projection is the base
+/// product plus what the adapters active for each token add. Implementations (LoRA, MoE-LoRA with token or layer
+/// routing, under each execution strategy) live in the Adapters module; an `InferenceSession` calls them at fixed
+/// points of every layer.
+///
+/// An implementation belongs to one session: the routing decisions it makes for the tokens in flight are per-call
+/// values it hands from one hook to the next, never state of the shared model.
+public protocol ForwardAdapters: AnyObject {
+    /// Each adapter operation as its own step (the reference strategy: per-expert loops, as peers run them); the
+    /// session then keeps residual adds and SiLU out of the projection regions and calls `adjustUnfused`.
+    var runsUnfused: Bool { get }
+
+    /// The weights of `layer` for a chunk of `tokens` tokens — merged copies under a merging strategy — or nil for
+    /// the model's own.
+    func weights(layer: Int, tokens: Int) -> LayerWeights?
+
+    /// Called on the calling thread after `layer`'s attention norm: `normalized` [T, D] is the input of its q, k and
+    /// v. Token routing decides here (at layer 0), and a merging strategy merges; both may run parallel regions.
+    func didNormalize(layer: Int, normalized: UnsafePointer<Float>, tokens: Int, pool: ThreadPool)
+
+    /// Whether `projection` of `layer` has adapters (the session skips the calls below otherwise).
+    func adapts(layer: Int, projection: LayerTensor) -> Bool
+
+    /// Inside a parallel region, on thread `thread`: y[t, rows] holds the base product of `projection` for the
+    /// input x [T, in]; add the adapters' share for those rows (y row stride `ldy`).
+    func adjust(layer: Int, projection: LayerTensor, input x: UnsafePointer<Float>, tokens: Int,
+                output y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, thread: Int)
+
+    /// Unfused execution, on the calling thread: add the adapters' share of `projection` to every row of y.
+    func adjustUnfused(layer: Int, projection: LayerTensor, input x: UnsafePointer<Float>, tokens: Int,
+                       output y: UnsafeMutablePointer<Float>, ldy: Int, pool: ThreadPool)
+}

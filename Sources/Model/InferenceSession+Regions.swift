@@ -1,0 +1,175 @@
+import Kernels
+
+// The parallel regions of a layer and the one function every projection goes through.
+
+extension InferenceSession {
+    /// What the parallel regions work on, set on the calling thread before each region runs.
+    struct Step {
+        var layer = 0
+        var tokens = 0
+        /// This layer's weights (the model's, or a merging strategy's copies).
+        var weights: LayerWeights?
+        /// Residual adds and SiLU run inside the projection regions; false when adapters run unfused, since their
+        /// share of each projection must be added before.
+        var fused = true
+        var headRows = 0
+        var logits: UnsafeMutablePointer<Float>?
+    }
+
+    /// The bodies of the parallel regions, made once so that running one allocates nothing.
+    struct Regions {
+        var qkv, attendDecoding, attendPrefill, output, gateUp, down, residual, activation, head: (Int) -> Void
+    }
+
+    static func makeRegions(_ session: InferenceSession) -> Regions {
+        unowned(unsafe) let s = session
+        return Regions(qkv: { s.qkv(thread: $0) }, attendDecoding: { s.attendDecoding(thread: $0) },
+                       attendPrefill: { s.attendPrefill(thread: $0) }, output: { s.output(thread: $0) },
+                       gateUp: { s.gateUp(thread: $0) }, down: { s.down(thread: $0) },
+                       residual: { s.residual(thread: $0) }, activation: { s.activation(thread: $0) },
+                       head: { s.head(thread: $0) })
+    }
+
+    /// One transformer block: the serial steps here, the parallel work in `regions`.
+    func layer(_ l: Int) {
+        let d = c.hiddenSize, qd = c.queryDimension, kd = c.keyValueDimension, half = c.headDim / 2
+        let t = step.tokens, xp = x.pointer, xnp = xn.pointer, qp = q.pointer, kp = k.pointer
+        let w = adapters?.weights(layer: l, tokens: t) ?? model.weights.layers[l]
+        step.layer = l
+        step.weights = w
+        step.fused = !(adapters?.runsUnfused ?? false)
+
+        // Attention block: x += o(attention(rope(q(n(x))), rope(k(n(x))), v(n(x)))).
+        for i in 0..<t { rmsNorm(xp + i * d, weight: w.attentionNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
+        adapters?.didNormalize(layer: l, normalized: xnp, tokens: t, pool: pool)
+        pool.runJob(regions.qkv)
+        unfusedAdjust(.q, input: xnp, output: qp, ldy: qd)
+        unfusedAdjust(.k, input: xnp, output: kp, ldy: kd)
+        unfusedAdjust(.v, input: xnp, output: v.pointer, ldy: kd)
+        for i in 0..<t {
+            model.weights.rope.rotate(qp + i * qd, heads: c.numAttentionHeads, cos: cosines.pointer + i * half, sin: sines.pointer + i * half)
+            model.weights.rope.rotate(kp + i * kd, heads: c.numKeyValueHeads, cos: cosines.pointer + i * half, sin: sines.pointer + i * half)
+            cache.store(layer: l, position: position + i, keys: kp + i * kd, values: v.pointer + i * kd)
+        }
+        if t == 1 {
+            pool.runJob(regions.attendDecoding)
+            mergeDecodingAttention()
+        } else {
+            pool.runJob(regions.attendPrefill)
+        }
+        pool.runJob(regions.output)
+        if !step.fused {
+            unfusedAdjust(.o, input: attention.pointer, output: delta.pointer, ldy: d)
+            pool.runJob(regions.residual)
+        }
+
+        // MLP block: x += down(silu(gate(n(x))) · up(n(x))).
+        for i in 0..<t { rmsNorm(xp + i * d, weight: w.mlpNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
+        pool.runJob(regions.gateUp)
+        if !step.fused {
+            unfusedAdjust(.gate, input: xnp, output: gate.pointer, ldy: c.intermediateSize)
+            unfusedAdjust(.up, input: xnp, output: up.pointer, ldy: c.intermediateSize)
+            pool.runJob(regions.activation)
+        }
+        pool.runJob(regions.down)
+        if !step.fused {
+            unfusedAdjust(.down, input: gate.pointer, output: delta.pointer, ldy: d)
+            pool.runJob(regions.residual)
+        }
+    }
+
+    @inline(__always) private func rows(_ count: Int, _ thread: Int) -> Range<Int> {
+        ThreadPool.chunk(count, part: thread, of: pool.threadCount, granularity: 16)
+    }
+
+    /// Rows `range` (counted from `offset` in a concatenation of projections) of y[T, out] = x[T, in] · Wᵀ + b, plus
+    /// what the adapters add. Every projection of the model goes through here.
+    @inline(__always)
+    private func project(_ tensor: LayerTensor, _ linear: Linear, _ x: UnsafePointer<Float>,
+                         _ y: UnsafeMutablePointer<Float>, _ range: Range<Int>, offset: Int, thread: Int) {
+        guard !range.isEmpty else { return }
+        let t = step.tokens
+        let rows = (range.lowerBound - offset)..<(range.upperBound - offset)
+        let out = linear.outputs
+        matmul(linear.weight, x, tokens: t, y, ldy: out, rows: rows, scratch: tiles[thread].pointer)
+        if let bias = linear.bias {
+            for i in 0..<t {
+                addInPlace(y + i * out + rows.lowerBound, bias.pointer + rows.lowerBound, count: rows.count)
+            }
+        }
+        if step.fused, let adapters, adapters.adapts(layer: step.layer, projection: tensor) {
+            adapters.adjust(layer: step.layer, projection: tensor, input: x, tokens: t, output: y, ldy: out, rows: rows,
+                            thread: thread)
+        }
+    }
+
+    /// Unfused execution: the adapters' share of a projection, after its region.
+    @inline(__always)
+    private func unfusedAdjust(_ tensor: LayerTensor, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ldy: Int) {
+        guard !step.fused, let adapters, adapters.adapts(layer: step.layer, projection: tensor) else { return }
+        adapters.adjustUnfused(layer: step.layer, projection: tensor, input: input, tokens: step.tokens, output: output,
+                               ldy: ldy, pool: pool)
+    }
+
+    /// q, k and v as one range of Q + 2K rows, split evenly.
+    func qkv(thread: Int) {
+        let w = step.weights!
+        let qd = c.queryDimension, kd = c.keyValueDimension
+        let range = rows(qd + 2 * kd, thread)
+        project(.q, w.q, xn.pointer, q.pointer, range.clamped(to: 0..<qd), offset: 0, thread: thread)
+        project(.k, w.k, xn.pointer, k.pointer, range.clamped(to: qd..<(qd + kd)), offset: qd, thread: thread)
+        project(.v, w.v, xn.pointer, v.pointer, range.clamped(to: (qd + kd)..<(qd + 2 * kd)), offset: qd + kd, thread: thread)
+    }
+
+    /// o projection and (fused) the residual add, by rows of D.
+    func output(thread: Int) {
+        let range = rows(c.hiddenSize, thread)
+        project(.o, step.weights!.o, attention.pointer, delta.pointer, range, offset: 0, thread: thread)
+        if step.fused { addRows(delta.pointer, into: x.pointer, columns: range) }
+    }
+
+    /// gate and up for the same rows of F, then (fused) SiLU(gate)·up in place of gate.
+    func gateUp(thread: Int) {
+        let w = step.weights!
+        let range = rows(c.intermediateSize, thread)
+        project(.gate, w.gate, xn.pointer, gate.pointer, range, offset: 0, thread: thread)
+        project(.up, w.up, xn.pointer, up.pointer, range, offset: 0, thread: thread)
+        if step.fused { activate(range) }
+    }
+
+    /// down projection and (fused) the residual add, by rows of D.
+    func down(thread: Int) {
+        let range = rows(c.hiddenSize, thread)
+        project(.down, step.weights!.down, gate.pointer, delta.pointer, range, offset: 0, thread: thread)
+        if step.fused { addRows(delta.pointer, into: x.pointer, columns: range) }
+    }
+
+    /// Unfused: x += delta, by rows of D.
+    func residual(thread: Int) { addRows(delta.pointer, into: x.pointer, columns: rows(c.hiddenSize, thread)) }
+
+    /// Unfused: SiLU(gate)·up, by rows of F.
+    func activation(thread: Int) { activate(rows(c.intermediateSize, thread)) }
+
+    private func activate(_ range: Range<Int>) {
+        let f = c.intermediateSize
+        for i in 0..<step.tokens {
+            let row = i * f + range.lowerBound
+            siluMul(gate: gate.pointer + row, up: up.pointer + row, count: range.count, into: gate.pointer + row)
+        }
+    }
+
+    /// x[i, columns] += delta[i, columns] for every token i.
+    @inline(__always)
+    private func addRows(_ delta: UnsafePointer<Float>, into x: UnsafeMutablePointer<Float>, columns: Range<Int>) {
+        let width = c.hiddenSize
+        for i in 0..<step.tokens {
+            addInPlace(x + i * width + columns.lowerBound, delta + i * width + columns.lowerBound, count: columns.count)
+        }
+    }
+
+    /// The head for the normalized rows in xn, by rows of V.
+    func head(thread: Int) {
+        matmul(model.weights.lmHead, xn.pointer, tokens: step.headRows, step.logits!, ldy: c.vocabSize,
+               rows: rows(c.vocabSize, thread), scratch: tiles[thread].pointer)
+    }
+}
