@@ -12,7 +12,7 @@ let swiftFlags: [SwiftSetting] = [
 let package = Package(
     name: "LoRASwitch",
     products: [
-        .library(name: "LoRASwitch", targets: ["Kernels", "Formats", "Text", "Model"]),
+        .library(name: "LoRASwitch", targets: ["Kernels", "Formats", "Text", "Model", "Adapters"]),
         .executable(name: "loraswitch", targets: ["loraswitch"]),
     ],
     targets: [
@@ -23,12 +23,14 @@ let package = Package(
         .target(name: "Formats", dependencies: ["Kernels"], swiftSettings: swiftFlags),
         .target(name: "Text", dependencies: ["Formats"], swiftSettings: swiftFlags),
         .target(name: "Model", dependencies: ["Kernels", "Formats", "Text"], swiftSettings: swiftFlags),
-        .executableTarget(name: "loraswitch", dependencies: ["Kernels", "Formats", "Text", "Model"],
+        .target(name: "Adapters", dependencies: ["Kernels", "Formats", "Model"], swiftSettings: swiftFlags),
+        .executableTarget(name: "loraswitch", dependencies: ["Kernels", "Formats", "Text", "Model", "Adapters"],
                           swiftSettings: swiftFlags),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: swiftFlags),
         .testTarget(name: "FormatsTests", dependencies: ["Formats"], swiftSettings: swiftFlags),
         .testTarget(name: "TextTests", dependencies: ["Text"], swiftSettings: swiftFlags),
         .testTarget(name: "ModelTests", dependencies: ["Model"], swiftSettings: swiftFlags),
-        .testTarget(name: "CLITests", dependencies: ["Model"], swiftSettings: swiftFlags),
+        .testTarget(name: "AdaptersTests", dependencies: ["Adapters"], swiftSettings: swiftFlags),
+        .testTarget(name: "CLITests", dependencies: ["Model", "Adapters"], swiftSettings: swiftFlags),
     ]
 )

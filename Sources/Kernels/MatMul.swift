@@ -48,3 +48,13 @@ private func sgemm(_ x: UnsafePointer<Float>, tokens: Int, _ w: UnsafePointer<Fl
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows), Int32(cols),
                 1, x, Int32(cols), w, Int32(cols), 0, c, Int32(ldy))
 }
+
+/// C[m, n] += A[m, k] · B[k, n], all row-major float32 with the given leading dimensions (OpenBLAS sgemm, on the
+/// calling thread). Merging low-rank updates into weights: C a tile of W, A = scaled B_sel, B = A_sel.
+public func sgemmAccumulate(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                            c: UnsafeMutablePointer<Float>, ldc: Int) {
+    _ = singleThreadedBLAS
+    guard m > 0, n > 0, k > 0 else { return }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb),
+                1, c, Int32(ldc))
+}

@@ -10,6 +10,11 @@ public struct Linear: @unchecked Sendable {
 
     public var outputs: Int { weight.rows }
     public var inputs: Int { weight.cols }
+
+    public init(weight: WeightMatrix, bias: FloatBuffer?) {
+        self.weight = weight
+        self.bias = bias
+    }
 }
 
 /// The weights of one transformer block.
@@ -23,6 +28,19 @@ public struct LayerWeights: @unchecked Sendable {
     public let gate: Linear               // [intermediate, hidden]
     public let up: Linear                 // [intermediate, hidden]
     public let down: Linear               // [hidden, intermediate]
+
+    public init(attentionNorm: FloatBuffer, q: Linear, k: Linear, v: Linear, o: Linear, mlpNorm: FloatBuffer,
+                gate: Linear, up: Linear, down: Linear) {
+        self.attentionNorm = attentionNorm
+        self.q = q
+        self.k = k
+        self.v = v
+        self.o = o
+        self.mlpNorm = mlpNorm
+        self.gate = gate
+        self.up = up
+        self.down = down
+    }
 
     public func projection(_ tensor: LayerTensor) -> Linear? {
         switch tensor {

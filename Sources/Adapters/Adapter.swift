@@ -1,0 +1,98 @@
+import Formats
+import Kernels
+import Model
+
+/// One expert's low-rank update of one projection: Δy = scale · B (A x). The scale formula is written once, here:
+/// `lora_alpha / r`, or `lora_alpha / √r` with rsLoRA.
+public struct LowRankPair: @unchecked Sendable {
+    /// [r, in]
+    public let a: WeightMatrix
+    /// [out, r]
+    public let b: WeightMatrix
+    public let scale: Float
+
+    public var rank: Int { a.rows }
+
+    public static func scale(alpha: Double, rank: Int, rsLoRA: Bool) -> Float {
+        Float(rsLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank))
+    }
+
+    /// Bytes of A and B.
+    public var byteCount: Int { a.byteCount + b.byteCount }
+}
+
+/// The adapters of one projection of one layer: its experts by index (nil where an expert leaves the projection
+/// alone) and, for layer routing, its router.
+public struct AdaptedProjection: @unchecked Sendable {
+    public let experts: [LowRankPair?]
+    /// [N, in]: layer routing's router for this projection.
+    public let router: WeightMatrix?
+}
+
+/// How the experts of a token are chosen.
+public enum Routing: Sendable, Equatable {
+    /// Every expert, always, with these gates: static LoRAs (one adapter, or several with weights).
+    case fixed(gates: [Float])
+    /// LoRA-Switch: one router on layer 0's normalized input decides top-k experts for every adapted projection of
+    /// the token.
+    case token(topK: Int)
+    /// One router per adapted projection on that projection's input (MoLA, MixLoRA, MoRAL).
+    case layer(topK: Int)
+
+    public var topK: Int {
+        switch self {
+        case .fixed(let gates): return gates.count
+        case .token(let k), .layer(let k): return k
+        }
+    }
+}
+
+/// An adapter bound to a model: for every layer and projection the experts' low-rank pairs (in the orientation of
+/// the model's own rows), the routing, and the storage they live in.
+public final class Adapter: @unchecked Sendable {
+    public let routing: Routing
+    public let numExperts: Int
+    /// [layer][index in `LayerTensor.projections`]
+    public let projections: [[AdaptedProjection?]]
+    /// Token routing's router [N, hidden].
+    public let tokenRouter: WeightMatrix?
+    /// Where it came from, for messages.
+    public let name: String
+    /// Keeps the files or memory the matrices point into alive.
+    let storage: [AnyObject]
+
+    init(routing: Routing, numExperts: Int, projections: [[AdaptedProjection?]], tokenRouter: WeightMatrix?,
+         name: String, storage: [AnyObject]) {
+        self.routing = routing
+        self.numExperts = numExperts
+        self.projections = projections
+        self.tokenRouter = tokenRouter
+        self.name = name
+        self.storage = storage
+    }
+
+    public func projection(layer: Int, _ tensor: LayerTensor) -> AdaptedProjection? {
+        guard let i = LayerTensor.projections.firstIndex(of: tensor), layer < projections.count else { return nil }
+        return projections[layer][i]
+    }
+
+    /// The largest rank of any expert (scratch sizes).
+    public var maxRank: Int {
+        projections.joined().compactMap { $0 }.flatMap(\.experts).compactMap { $0?.rank }.max() ?? 0
+    }
+
+    /// Bytes of adapter weights read to decode one token when `k` experts are active: every adapted projection's
+    /// active pairs, and the routers.
+    public var bytesPerToken: Int {
+        var total = tokenRouter?.byteCount ?? 0
+        for layer in projections {
+            for p in layer.compactMap({ $0 }) {
+                let pairs = p.experts.compactMap { $0 }
+                guard !pairs.isEmpty else { continue }
+                let mean = pairs.reduce(0) { $0 + $1.byteCount } / pairs.count
+                total += mean * min(routing.topK, pairs.count) + (p.router?.byteCount ?? 0)
+            }
+        }
+        return total
+    }
+}

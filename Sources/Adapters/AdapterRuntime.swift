@@ -1,0 +1,221 @@
+import Kernels
+import Model
+
+/// An adapter running inside one `InferenceSession`: routing decisions for the tokens in flight, and the adapters'
+/// share of every projection — fused into the projection's own parallel region, or (reference) as separate steps.
+///
+/// Fused, for each adapted projection and token: every thread computes u_e = g_e·s_e·A_e x for the token's active
+/// experts itself (k·r rows — a few microseconds, and no extra parallel region), then adds B_e u_e to the output
+/// rows it owns. Prefill gathers, per expert, the tokens that chose it and runs them as one batch through A and B
+/// (as SGMV kernels do).
+///
+/// Reference: per token and per active expert, A x and B u are separate parallel steps after the projection, the
+/// way eager frameworks run adapters; kept as a baseline and as a second implementation for tests.
+public final class AdapterRuntime: ForwardAdapters {
+    public let adapter: Adapter
+    public let unfused: Bool
+    /// Called on the calling thread with each token's decision (position in the chunk, experts, gates), for
+    /// token routing — `--show-routing`.
+    public var observer: ((Int, [Int], [Float]) -> Void)?
+
+    let k: Int
+    let n: Int
+    let hidden: Int
+    let threads: Int
+    /// Decisions for the chunk in flight: [T, k] experts and gates (token and fixed routing).
+    var chunkExperts: [Int32]
+    var chunkGates: [Float]
+    var scratch: [Scratch]
+
+    /// Per-thread buffers, sized for `chunk` tokens.
+    final class Scratch {
+        let u: FloatBuffer          // [T, k, maxRank]: scaled A x
+        let logits: FloatBuffer     // [T, N] router outputs
+        let probabilities: FloatBuffer // [N]
+        var experts: [Int32]        // [T, k] layer routing's decisions
+        var gates: [Float]
+        let gathered: FloatBuffer   // [T, maxIn] the tokens of one expert
+        let out: FloatBuffer        // [T, maxOut] B u before it is added
+        let tile: FloatBuffer       // matmul's scratch
+        var tokens: [Int32]         // [T] the tokens of one expert
+        var tokenGates: [Float]
+
+        init(chunk: Int, k: Int, n: Int, maxRank: Int, maxIn: Int, maxOut: Int) {
+            u = FloatBuffer(count: chunk * k * max(1, maxRank))
+            logits = FloatBuffer(count: chunk * n)
+            probabilities = FloatBuffer(count: n)
+            experts = [Int32](repeating: 0, count: chunk * k)
+            gates = [Float](repeating: 0, count: chunk * k)
+            gathered = FloatBuffer(count: chunk * maxIn, zeroed: false)
+            out = FloatBuffer(count: chunk * maxOut, zeroed: false)
+            tile = FloatBuffer(count: matmulScratchCount(cols: max(maxIn, maxRank)), zeroed: false)
+            tokens = [Int32](repeating: 0, count: chunk)
+            tokenGates = [Float](repeating: 0, count: chunk)
+        }
+    }
+
+    /// For a session with `threads` threads and prefill chunks of `chunk` tokens.
+    public init(adapter: Adapter, configuration c: ModelConfiguration, threads: Int, chunk: Int, unfused: Bool = false) {
+        self.adapter = adapter
+        self.unfused = unfused
+        k = adapter.routing.topK
+        n = adapter.numExperts
+        hidden = c.hiddenSize
+        self.threads = threads
+        chunkExperts = [Int32](repeating: 0, count: chunk * k)
+        chunkGates = [Float](repeating: 0, count: chunk * k)
+        let widest = max(c.hiddenSize, c.intermediateSize, c.queryDimension)
+        scratch = (0..<threads).map { _ in
+            Scratch(chunk: chunk, k: max(1, adapter.routing.topK), n: max(1, adapter.numExperts), maxRank: adapter.maxRank,
+                    maxIn: widest, maxOut: widest)
+        }
+        if case .fixed(let gates) = adapter.routing {
+            for t in 0..<chunk {
+                for j in 0..<k {
+                    chunkExperts[t * k + j] = Int32(j)
+                    chunkGates[t * k + j] = gates[j]
+                }
+            }
+        }
+    }
+
+    // MARK: ForwardAdapters
+
+    public var runsUnfused: Bool { unfused }
+
+    public func weights(layer: Int, tokens: Int) -> LayerWeights? { nil }
+
+    public func adapts(layer: Int, projection: LayerTensor) -> Bool {
+        adapter.projection(layer: layer, projection) != nil
+    }
+
+    public func didNormalize(layer: Int, normalized: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
+        guard layer == 0, case .token = adapter.routing, let router = adapter.tokenRouter else { return }
+        route(router, input: normalized, tokens: tokens, cols: hidden, experts: &chunkExperts, gates: &chunkGates,
+              scratch: scratch[0])
+        if let observer {
+            for t in 0..<tokens {
+                observer(t, (0..<k).map { Int(chunkExperts[t * k + $0]) }, (0..<k).map { chunkGates[t * k + $0] })
+            }
+        }
+    }
+
+    public func adjust(layer: Int, projection tensor: LayerTensor, input x: UnsafePointer<Float>, tokens t: Int,
+                       output y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, thread: Int) {
+        guard let p = adapter.projection(layer: layer, tensor), !rows.isEmpty else { return }
+        let s = scratch[thread]
+        let (experts, gates) = decisions(for: p, input: x, tokens: t, scratch: s)
+        experts.withUnsafeBufferPointer { experts in
+            gates.withUnsafeBufferPointer { gates in
+                if t == 1 {
+                    addOneToken(p, x, y, rows, experts: experts, gates: gates, s)
+                } else {
+                    addTokens(p, x, t, y, ldy, rows, experts: experts, gates: gates, s)
+                }
+            }
+        }
+    }
+
+    public func adjustUnfused(layer: Int, projection tensor: LayerTensor, input x: UnsafePointer<Float>, tokens t: Int,
+                              output y: UnsafeMutablePointer<Float>, ldy: Int, pool: ThreadPool) {
+        guard let p = adapter.projection(layer: layer, tensor) else { return }
+        let s = scratch[0]
+        let (experts, gates) = decisions(for: p, input: x, tokens: t, scratch: s)
+        let cols = p.experts.compactMap { $0 }.first?.a.cols ?? 0
+        for token in 0..<t {
+            for j in 0..<k {
+                guard let pair = p.experts[Int(experts[token * k + j])] else { continue }
+                let g = gates[token * k + j] * pair.scale
+                let xt = x + token * cols, yt = y + token * ldy, u = s.u.pointer, out = s.out.pointer
+                // u = A x, then y += g·s·B u: each its own parallel step.
+                pool.run { thread in
+                    matvec(pair.a, xt, u, rows: ThreadPool.chunk(pair.rank, part: thread, of: pool.threadCount),
+                           scratch: self.scratch[thread].tile.pointer)
+                }
+                for i in 0..<pair.rank { u[i] *= g }
+                pool.run { thread in
+                    let rows = ThreadPool.chunk(pair.b.rows, part: thread, of: pool.threadCount, granularity: 16)
+                    guard !rows.isEmpty else { return }
+                    matvec(pair.b, u, out, rows: rows, scratch: self.scratch[thread].tile.pointer)
+                    addInPlace(yt + rows.lowerBound, out + rows.lowerBound, count: rows.count)
+                }
+            }
+        }
+    }
+
+    // MARK: Routing
+
+    /// Each token's experts and gates for projection `p`: the chunk's decisions (token and fixed routing), or the
+    /// projection's own router on its input (layer routing).
+    private func decisions(for p: AdaptedProjection, input x: UnsafePointer<Float>, tokens t: Int, scratch s: Scratch)
+        -> ([Int32], [Float]) {
+        guard case .layer = adapter.routing, let router = p.router else { return (chunkExperts, chunkGates) }
+        route(router, input: x, tokens: t, cols: router.cols, experts: &s.experts, gates: &s.gates, scratch: s)
+        return (s.experts, s.gates)
+    }
+
+    /// Router decisions for `tokens` inputs [T, cols].
+    private func route(_ router: WeightMatrix, input x: UnsafePointer<Float>, tokens t: Int, cols: Int,
+                       experts: inout [Int32], gates: inout [Float], scratch s: Scratch) {
+        let logits = s.logits.pointer
+        matmul(router, x, tokens: t, logits, ldy: n, rows: 0..<n, scratch: s.tile.pointer)
+        experts.withUnsafeMutableBufferPointer { e in
+            gates.withUnsafeMutableBufferPointer { g in
+                for token in 0..<t {
+                    selectExperts(logits: logits + token * n, count: n, topK: k, probabilities: s.probabilities.pointer,
+                                  experts: e.baseAddress! + token * k, gates: g.baseAddress! + token * k)
+                }
+            }
+        }
+    }
+
+    // MARK: Fused arithmetic
+
+    /// One token: u_j = g_j·s·A_j x for each active expert, then y[rows] += B_j u_j.
+    private func addOneToken(_ p: AdaptedProjection, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                             _ rows: Range<Int>, experts: UnsafeBufferPointer<Int32>, gates: UnsafeBufferPointer<Float>,
+                             _ s: Scratch) {
+        let u = s.u.pointer, out = s.out.pointer, tile = s.tile.pointer
+        for j in 0..<k {
+            guard let pair = p.experts[Int(experts[j])] else { continue }
+            let g = gates[j] * pair.scale
+            matvec(pair.a, x, u, rows: 0..<pair.rank, scratch: tile)
+            for i in 0..<pair.rank { u[i] *= g }
+            matvec(pair.b, u, out, rows: rows, scratch: tile)
+            addInPlace(y + rows.lowerBound, out + rows.lowerBound, count: rows.count)
+        }
+    }
+
+    /// T tokens: per expert, the tokens that chose it gathered into one batch: U = X_e A_eᵀ (scaled by each
+    /// token's gate), then y[token, rows] += U B_eᵀ.
+    private func addTokens(_ p: AdaptedProjection, _ x: UnsafePointer<Float>, _ t: Int, _ y: UnsafeMutablePointer<Float>,
+                           _ ldy: Int, _ rows: Range<Int>, experts: UnsafeBufferPointer<Int32>,
+                           gates: UnsafeBufferPointer<Float>, _ s: Scratch) {
+        for (e, pair) in p.experts.enumerated() {
+            guard let pair else { continue }
+            var count = 0
+            for token in 0..<t {
+                for j in 0..<k where experts[token * k + j] == Int32(e) {
+                    s.tokens[count] = Int32(token)
+                    s.tokenGates[count] = gates[token * k + j] * pair.scale
+                    count += 1
+                }
+            }
+            guard count > 0 else { continue }
+            let cols = pair.a.cols, gathered = s.gathered.pointer, u = s.u.pointer, out = s.out.pointer
+            for i in 0..<count {
+                (gathered + i * cols).update(from: x + Int(s.tokens[i]) * cols, count: cols)
+            }
+            matmul(pair.a, gathered, tokens: count, u, ldy: pair.rank, rows: 0..<pair.rank, scratch: s.tile.pointer)
+            for i in 0..<count {
+                let g = s.tokenGates[i]
+                for r in 0..<pair.rank { u[i * pair.rank + r] *= g }
+            }
+            matmul(pair.b, u, tokens: count, out, ldy: pair.b.rows, rows: rows, scratch: s.tile.pointer)
+            for i in 0..<count {
+                addInPlace(y + Int(s.tokens[i]) * ldy + rows.lowerBound, out + i * pair.b.rows + rows.lowerBound,
+                           count: rows.count)
+            }
+        }
+    }
+}

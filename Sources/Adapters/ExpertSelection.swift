@@ -1,0 +1,33 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The router's decision for one input: the top-k of a softmax over all N experts, computed in float32, with the
+/// kept probabilities renormalized to sum 1 (MoLA / LoRA-Switch). Ties go to the lower expert index.
+///
+/// - logits: [N] router outputs; probabilities: scratch [N]
+/// - experts, gates: [k] outputs, by descending gate
+func selectExperts(logits: UnsafePointer<Float>, count n: Int, topK k: Int, probabilities: UnsafeMutablePointer<Float>,
+                   experts: UnsafeMutablePointer<Int32>, gates: UnsafeMutablePointer<Float>) {
+    var m = logits[0]
+    for i in 1..<n { m = max(m, logits[i]) }
+    var sum: Float = 0
+    for i in 0..<n {
+        probabilities[i] = expf(logits[i] - m)
+        sum += probabilities[i]
+    }
+    for i in 0..<n { probabilities[i] /= sum }
+    var kept: Float = 0
+    for j in 0..<k {
+        var best = -1
+        for i in 0..<n where best < 0 || probabilities[i] > probabilities[best] {
+            var taken = false
+            for q in 0..<j where experts[q] == Int32(i) { taken = true }
+            if !taken { best = i }
+        }
+        experts[j] = Int32(best)
+        gates[j] = probabilities[best]
+        kept += probabilities[best]
+    }
+    for j in 0..<k { gates[j] /= kept }
+}

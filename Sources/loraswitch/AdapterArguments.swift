@@ -1,0 +1,49 @@
+import Adapters
+import Foundation
+import Model
+
+/// `--adapter DIR[:weight]` (repeatable), `--strategy`, `--show-routing`: the options of every command that runs a
+/// model with adapters.
+struct AdapterArguments {
+    static let usage = """
+      --adapter PATH[:W]    a PEFT LoRA or MoE-LoRA folder, or a llama.cpp GGUF LoRA; repeat for several LoRAs,
+                            each update scaled by W (default 1)
+      --strategy S          auto|reference|fused|merged|merged-inplace (default auto)
+      --show-routing        print the experts chosen for each token (MoE-LoRA with token routing)
+    """
+
+    var specs: [AdapterSpec] = []
+    var strategy: AdapterStrategy = .auto
+    var showRouting = false
+
+    init(_ arguments: inout Arguments) throws {
+        while let value = try arguments.option("adapter") {
+            guard let spec = AdapterSpec(argument: value) else { throw UsageError("--adapter needs a path, not '\(value)'") }
+            specs.append(spec)
+        }
+        if let name = try arguments.choice("strategy", AdapterStrategy.allCases.map(\.rawValue)) {
+            strategy = AdapterStrategy(rawValue: name)!
+        }
+        showRouting = arguments.flag("show-routing")
+        if specs.isEmpty && (showRouting || strategy != .auto) {
+            throw UsageError("--strategy and --show-routing go with --adapter")
+        }
+    }
+
+    /// Loads the adapters and attaches their runtime to `session`; returns it (nil without --adapter).
+    @discardableResult
+    func attach(to session: InferenceSession, routing observer: ((Int, [Int], [Float]) -> Void)? = nil) throws -> ForwardAdapters? {
+        guard !specs.isEmpty else { return nil }
+        let adapter = try Adapter.load(specs, model: session.model)
+        let runtime = try adapter.runtime(strategy, for: session)
+        if showRouting, let observer {
+            guard case .token = adapter.routing else {
+                throw UsageError("--show-routing needs a MoE-LoRA adapter with token routing")
+            }
+            if let fused = runtime as? AdapterRuntime { fused.observer = observer }
+            if let merged = runtime as? MergedAdapters { merged.routingObserver = observer }
+        }
+        session.adapters = runtime
+        return runtime
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import Formats
+import Kernels
+import Testing
+@testable import Adapters
+@testable import Model
+
+/// Tests/Fixtures, from this file's path.
+let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures")
+
+/// An adapter fixture: its expected logits, token sequence, base model and adapters (Tests/Fixtures/adapters).
+struct AdapterCase: CustomStringConvertible, Sendable {
+    let name: String
+    let tokens: [Int]
+    let base: String
+    let specs: [AdapterSpec]
+    var description: String { name }
+
+    static func all() -> [AdapterCase] {
+        let folder = fixtures.appendingPathComponent("adapters/expected")
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted()
+        return files.compactMap { file in
+            guard let f = try? SafetensorsFile(path: folder.appendingPathComponent(file).path),
+                  let tokens = f.metadata["tokens"], let base = f.metadata["base"], let adapters = f.metadata["adapters"] else { return nil }
+            let specs = adapters.split(separator: ";").map { item -> AdapterSpec in
+                var spec = AdapterSpec(argument: String(item))!
+                spec.path = fixtures.appendingPathComponent(spec.path).path
+                return spec
+            }
+            return AdapterCase(name: String(file.dropLast(".safetensors".count)), tokens: tokens.split(separator: ",").map { Int($0)! },
+                               base: fixtures.appendingPathComponent(base).path, specs: specs)
+        }
+    }
+
+    func expected() throws -> (logits: [Float], vocabulary: Int) {
+        let f = try SafetensorsFile(path: fixtures.appendingPathComponent("adapters/expected/\(name).safetensors").path)
+        let t = try #require(f.tensor("logits"))
+        return (Array(UnsafeBufferPointer(start: t.data.assumingMemoryBound(to: Float.self), count: t.elementCount)), t.shape[1])
+    }
+}
+
+func maxDifference(_ a: UnsafePointer<Float>, _ b: [Float]) -> Float {
+    var m: Float = 0
+    for i in b.indices { m = max(m, abs(a[i] - b[i])) }
+    return m
+}
+
+@Suite("Adapters against PEFT, PyTorch and llama.cpp references")
+struct AdapterFixtureTests {
+    /// Every fixture, every strategy that applies: the logits of one pass over the sequence.
+    @Test(arguments: AdapterCase.all())
+    func onePass(_ fixture: AdapterCase) throws {
+        let model = try LanguageModel.load(path: fixture.base)
+        let adapter = try Adapter.load(fixture.specs, model: model)
+        let (expected, vocabulary) = try fixture.expected()
+        for strategy in strategies(for: adapter, model: model) {
+            let session = InferenceSession(model: model, pool: ThreadPool(threads: 2), capacity: fixture.tokens.count)
+            session.adapters = try adapter.runtime(strategy, for: session)
+            let logits = FloatBuffer(count: fixture.tokens.count * vocabulary)
+            try session.logits(for: fixture.tokens, into: logits.pointer)
+            let d = maxDifference(logits.pointer, expected)
+            #expect(d <= 1e-4, "\(fixture) \(strategy): max |Δ| \(d)")
+        }
+    }
+
+    /// Prefill of a few tokens, then one token at a time: decoding runs each strategy's single-token path (merged
+    /// copies, per-token routing) and must give the reference's logits at every position.
+    @Test(arguments: AdapterCase.all())
+    func prefillThenDecode(_ fixture: AdapterCase) throws {
+        let model = try LanguageModel.load(path: fixture.base)
+        let adapter = try Adapter.load(fixture.specs, model: model)
+        let (expected, vocabulary) = try fixture.expected()
+        let prompt = 3
+        for strategy in strategies(for: adapter, model: model) {
+            let session = InferenceSession(model: model, pool: ThreadPool(threads: 2), capacity: fixture.tokens.count)
+            session.adapters = try adapter.runtime(strategy, for: session)
+            let first = try session.prefill(Array(fixture.tokens[0..<prompt]))
+            var worst = maxDifference(first.baseAddress!, Array(expected[((prompt - 1) * vocabulary)..<(prompt * vocabulary)]))
+            for i in prompt..<fixture.tokens.count {
+                let logits = try session.decode(fixture.tokens[i])
+                worst = max(worst, maxDifference(logits.baseAddress!, Array(expected[(i * vocabulary)..<((i + 1) * vocabulary)])))
+            }
+            #expect(worst <= 1e-4, "\(fixture) \(strategy): max |Δ| \(worst)")
+        }
+    }
+
+    /// The strategies an adapter can run under on this model (merging needs float weights and no layer routing).
+    private func strategies(for adapter: Adapter, model: LanguageModel) -> [AdapterStrategy] {
+        var list: [AdapterStrategy] = [.fused, .reference, .auto]
+        let float = !model.weights.layers[0].q.weight.dtype.isQuantized
+        if float, adapter.routing != .layer(topK: adapter.routing.topK) { list += [.merged, .mergedInPlace] }
+        return list
+    }
+}
+
+@Suite("Adapter files that must be refused")
+struct AdapterRejectionTests {
+    private func expectRefusal(_ folder: String, base: String = "models/llama-gqa", mentioning words: [String]) throws {
+        let model = try LanguageModel.load(path: fixtures.appendingPathComponent(base).path)
+        do {
+            _ = try Adapter.load([AdapterSpec(path: fixtures.appendingPathComponent("adapters/\(folder)").path)], model: model)
+            Issue.record("\(folder) was accepted")
+        } catch let error as AdapterError {
+            let message = error.localizedDescription
+            for word in words { #expect(message.contains(word), "\(folder): \(message)") }
+            #expect(!message.contains("\n"))
+        }
+    }
+
+    @Test func unsupportedKinds() throws {
+        try expectRefusal("lora-dora", mentioning: ["DoRA"])
+        try expectRefusal("lora-bias", mentioning: ["bias"])
+    }
+
+    @Test func badMixturesOfExperts() throws {
+        try expectRefusal("moe-bad-missing-b", mentioning: ["lora_B", "missing"])
+        try expectRefusal("moe-bad-module", mentioning: ["qkv_proj", "another base model"])
+        try expectRefusal("moe-bad-num-experts", mentioning: ["num_experts"])
+        try expectRefusal("moe-bad-router-shape", mentioning: ["router", "[5, 32]"])
+        try expectRefusal("moe-bad-topk", mentioning: ["top_k"])
+    }
+
+    @Test func adapterForAnotherModel() throws {
+        // A LoRA of llama-gqa (hidden 32) against the GGUF llama fixture (hidden 64).
+        try expectRefusal("lora-basic", base: "models/llama-f32.gguf", mentioning: ["shape", "another base model"])
+    }
+
+    @Test func strategiesThatCannotApply() throws {
+        let q4 = try LanguageModel.load(path: fixtures.appendingPathComponent("models/llama-q4_1.gguf").path)
+        let adapter = try Adapter.load([AdapterSpec(path: fixtures.appendingPathComponent("adapters/moe-token-top2-q4").path)], model: q4)
+        let session = InferenceSession(model: q4, pool: ThreadPool(threads: 1), capacity: 8)
+        #expect(throws: AdapterError.self) { try adapter.runtime(.merged, for: session) }
+        #expect(AutoStrategy(adapter: adapter, model: q4).choice == .fused)
+    }
+}
