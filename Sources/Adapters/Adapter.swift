@@ -69,6 +69,7 @@ public final class Adapter: @unchecked Sendable {
         self.tokenRouter = tokenRouter
         self.name = name
         self.storage = storage
+        maxRank = projections.joined().compactMap { $0 }.flatMap(\.experts).compactMap { $0?.rank }.max() ?? 0
     }
 
     public func projection(layer: Int, _ tensor: LayerTensor) -> AdaptedProjection? {
@@ -77,9 +78,7 @@ public final class Adapter: @unchecked Sendable {
     }
 
     /// The largest rank of any expert (scratch sizes).
-    public var maxRank: Int {
-        projections.joined().compactMap { $0 }.flatMap(\.experts).compactMap { $0?.rank }.max() ?? 0
-    }
+    public let maxRank: Int
 
     /// Bytes of adapter weights read to decode one token when `k` experts are active: every adapted projection's
     /// active pairs, and the routers.

@@ -26,6 +26,26 @@ public final class AdapterRuntime: ForwardAdapters {
     var chunkExperts: [Int32]
     var chunkGates: [Float]
     var scratch: [Scratch]
+    /// Per projection (index in `LayerTensor.projections`): layer routing's decisions [T, k] and, for one token,
+    /// the scaled input-side products u_j = g_j·s·A_j x [k, maxRank] that `prepare` computed.
+    var slots: [Slot]
+    /// `prepare`'s parallel work: (projection slot, j) pairs whose A rows are split between threads.
+    var work: [(slot: Int, j: Int, pair: LowRankPair, gate: Float)] = []
+    var workRows = 0
+    var workInput: UnsafePointer<Float>?
+    lazy var inputRegion: (Int) -> Void = { [unowned self] thread in self.computeInputSide(thread: thread) }
+
+    final class Slot {
+        var experts: [Int32]
+        var gates: [Float]
+        let u: FloatBuffer
+
+        init(chunk: Int, k: Int, maxRank: Int) {
+            experts = [Int32](repeating: 0, count: chunk * k)
+            gates = [Float](repeating: 0, count: chunk * k)
+            u = FloatBuffer(count: k * max(1, maxRank))
+        }
+    }
 
     /// Per-thread buffers, sized for `chunk` tokens.
     final class Scratch {
@@ -69,6 +89,8 @@ public final class AdapterRuntime: ForwardAdapters {
             Scratch(chunk: chunk, k: max(1, adapter.routing.topK), n: max(1, adapter.numExperts), maxRank: adapter.maxRank,
                     maxIn: widest, maxOut: widest)
         }
+        slots = LayerTensor.projections.map { _ in Slot(chunk: chunk, k: max(1, adapter.routing.topK), maxRank: adapter.maxRank) }
+        work.reserveCapacity(3 * max(1, k))
         if case .fixed(let gates) = adapter.routing {
             for t in 0..<chunk {
                 for j in 0..<k {
@@ -100,15 +122,57 @@ public final class AdapterRuntime: ForwardAdapters {
         }
     }
 
+    public func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens t: Int,
+                        pool: ThreadPool) {
+        work.removeAll(keepingCapacity: true)
+        workRows = 0
+        for tensor in projections {
+            guard let p = adapter.projection(layer: layer, tensor) else { continue }
+            let index = LayerTensor.projections.firstIndex(of: tensor)!
+            let slot = slots[index]
+            if case .layer = adapter.routing, let router = p.router {
+                route(router, input: x, tokens: t, cols: router.cols, experts: &slot.experts, gates: &slot.gates, scratch: scratch[0])
+            }
+            guard t == 1 else { continue }
+            let (experts, gates) = decisions(index)
+            for j in 0..<k {
+                guard let pair = p.experts[Int(experts[j])] else { continue }
+                work.append((index, j, pair, gates[j] * pair.scale))
+                workRows += pair.rank
+            }
+        }
+        guard workRows > 0 else { return }
+        workInput = x
+        pool.runJob(inputRegion)
+    }
+
+    /// One token, on thread `thread`: its share of the rows of every A in `work`, scaled by gate and scale.
+    private func computeInputSide(thread: Int) {
+        let mine = ThreadPool.chunk(workRows, part: thread, of: threads)
+        guard !mine.isEmpty, let x = workInput else { return }
+        var start = 0
+        for item in work {
+            let rows = (start..<(start + item.pair.rank)).clamped(to: mine)
+            if !rows.isEmpty {
+                let local = (rows.lowerBound - start)..<(rows.upperBound - start)
+                let u = slots[item.slot].u.pointer + item.j * max(1, adapter.maxRank)
+                matvec(item.pair.a, x, u, rows: local, scratch: scratch[thread].tile.pointer)
+                for q in local { u[q] *= item.gate }
+            }
+            start += item.pair.rank
+        }
+    }
+
     public func adjust(layer: Int, projection tensor: LayerTensor, input x: UnsafePointer<Float>, tokens t: Int,
                        output y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, thread: Int) {
         guard let p = adapter.projection(layer: layer, tensor), !rows.isEmpty else { return }
         let s = scratch[thread]
-        let (experts, gates) = decisions(for: p, input: x, tokens: t, scratch: s)
+        let index = LayerTensor.projections.firstIndex(of: tensor)!
+        let (experts, gates) = decisions(index)
         experts.withUnsafeBufferPointer { experts in
             gates.withUnsafeBufferPointer { gates in
                 if t == 1 {
-                    addOneToken(p, x, y, rows, experts: experts, gates: gates, s)
+                    addOutputSide(p, slots[index], y, rows, experts: experts, s)
                 } else {
                     addTokens(p, x, t, y, ldy, rows, experts: experts, gates: gates, s)
                 }
@@ -120,7 +184,11 @@ public final class AdapterRuntime: ForwardAdapters {
                               output y: UnsafeMutablePointer<Float>, ldy: Int, pool: ThreadPool) {
         guard let p = adapter.projection(layer: layer, tensor) else { return }
         let s = scratch[0]
-        let (experts, gates) = decisions(for: p, input: x, tokens: t, scratch: s)
+        let index = LayerTensor.projections.firstIndex(of: tensor)!
+        if case .layer = adapter.routing, let router = p.router {
+            route(router, input: x, tokens: t, cols: router.cols, experts: &slots[index].experts, gates: &slots[index].gates, scratch: s)
+        }
+        let (experts, gates) = decisions(index)
         let cols = p.experts.compactMap { $0 }.first?.a.cols ?? 0
         for token in 0..<t {
             for j in 0..<k {
@@ -145,13 +213,11 @@ public final class AdapterRuntime: ForwardAdapters {
 
     // MARK: Routing
 
-    /// Each token's experts and gates for projection `p`: the chunk's decisions (token and fixed routing), or the
-    /// projection's own router on its input (layer routing).
-    private func decisions(for p: AdaptedProjection, input x: UnsafePointer<Float>, tokens t: Int, scratch s: Scratch)
-        -> ([Int32], [Float]) {
-        guard case .layer = adapter.routing, let router = p.router else { return (chunkExperts, chunkGates) }
-        route(router, input: x, tokens: t, cols: router.cols, experts: &s.experts, gates: &s.gates, scratch: s)
-        return (s.experts, s.gates)
+    /// Each token's experts and gates for a projection slot: the chunk's decisions (token and fixed routing), or
+    /// the ones `prepare` made with the projection's own router (layer routing).
+    private func decisions(_ slot: Int) -> ([Int32], [Float]) {
+        guard case .layer = adapter.routing else { return (chunkExperts, chunkGates) }
+        return (slots[slot].experts, slots[slot].gates)
     }
 
     /// Router decisions for `tokens` inputs [T, cols].
@@ -171,17 +237,13 @@ public final class AdapterRuntime: ForwardAdapters {
 
     // MARK: Fused arithmetic
 
-    /// One token: u_j = g_j·s·A_j x for each active expert, then y[rows] += B_j u_j.
-    private func addOneToken(_ p: AdaptedProjection, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                             _ rows: Range<Int>, experts: UnsafeBufferPointer<Int32>, gates: UnsafeBufferPointer<Float>,
-                             _ s: Scratch) {
-        let u = s.u.pointer, out = s.out.pointer, tile = s.tile.pointer
+    /// One token: y[rows] += B_j u_j for each active expert, with u_j from `prepare`.
+    private func addOutputSide(_ p: AdaptedProjection, _ slot: Slot, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
+                               experts: UnsafeBufferPointer<Int32>, _ s: Scratch) {
+        let out = s.out.pointer, tile = s.tile.pointer
         for j in 0..<k {
             guard let pair = p.experts[Int(experts[j])] else { continue }
-            let g = gates[j] * pair.scale
-            matvec(pair.a, x, u, rows: 0..<pair.rank, scratch: tile)
-            for i in 0..<pair.rank { u[i] *= g }
-            matvec(pair.b, u, out, rows: rows, scratch: tile)
+            matvec(pair.b, slot.u.pointer + j * max(1, adapter.maxRank), out, rows: rows, scratch: tile)
             addInPlace(y + rows.lowerBound, out + rows.lowerBound, count: rows.count)
         }
     }

@@ -98,6 +98,10 @@ public final class MergedAdapters: ForwardAdapters {
         merge(experts: experts, gates: gates)
     }
 
+    public func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
+        if !usesCopies { fused.prepare(layer: layer, projections: projections, input: x, tokens: tokens, pool: pool) }
+    }
+
     public func adjust(layer: Int, projection: LayerTensor, input x: UnsafePointer<Float>, tokens: Int,
                        output y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, thread: Int) {
         fused.adjust(layer: layer, projection: projection, input: x, tokens: tokens, output: y, ldy: ldy, rows: rows, thread: thread)

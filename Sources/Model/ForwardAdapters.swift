@@ -20,6 +20,11 @@ public protocol ForwardAdapters: AnyObject {
     /// v. Token routing decides here (at layer 0), and a merging strategy merges; both may run parallel regions.
     func didNormalize(layer: Int, normalized: UnsafePointer<Float>, tokens: Int, pool: ThreadPool)
 
+    /// Called on the calling thread before the parallel region of `projections` (which share the input x [T, in]):
+    /// routing decisions and the adapters' input-side products (A x, a few rows) may be computed here, in a
+    /// parallel region of their own, so that the projection's region only adds the output side.
+    func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens: Int, pool: ThreadPool)
+
     /// Whether `projection` of `layer` has adapters (the session skips the calls below otherwise).
     func adapts(layer: Int, projection: LayerTensor) -> Bool
 

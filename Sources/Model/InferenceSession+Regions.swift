@@ -42,6 +42,7 @@ extension InferenceSession {
         // Attention block: x += o(attention(rope(q(n(x))), rope(k(n(x))), v(n(x)))).
         for i in 0..<t { rmsNorm(xp + i * d, weight: w.attentionNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
         adapters?.didNormalize(layer: l, normalized: xnp, tokens: t, pool: pool)
+        prepareAdapters(Self.attentionInputs, input: xnp)
         pool.runJob(regions.qkv)
         unfusedAdjust(.q, input: xnp, output: qp, ldy: qd)
         unfusedAdjust(.k, input: xnp, output: kp, ldy: kd)
@@ -57,6 +58,7 @@ extension InferenceSession {
         } else {
             pool.runJob(regions.attendPrefill)
         }
+        prepareAdapters(Self.outputInputs, input: attention.pointer)
         pool.runJob(regions.output)
         if !step.fused {
             unfusedAdjust(.o, input: attention.pointer, output: delta.pointer, ldy: d)
@@ -65,17 +67,31 @@ extension InferenceSession {
 
         // MLP block: x += down(silu(gate(n(x))) · up(n(x))).
         for i in 0..<t { rmsNorm(xp + i * d, weight: w.mlpNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
+        prepareAdapters(Self.mlpInputs, input: xnp)
         pool.runJob(regions.gateUp)
         if !step.fused {
             unfusedAdjust(.gate, input: xnp, output: gate.pointer, ldy: c.intermediateSize)
             unfusedAdjust(.up, input: xnp, output: up.pointer, ldy: c.intermediateSize)
             pool.runJob(regions.activation)
         }
+        prepareAdapters(Self.downInputs, input: gate.pointer)
         pool.runJob(regions.down)
         if !step.fused {
             unfusedAdjust(.down, input: gate.pointer, output: delta.pointer, ldy: d)
             pool.runJob(regions.residual)
         }
+    }
+
+    static let attentionInputs: [LayerTensor] = [.q, .k, .v]
+    static let outputInputs: [LayerTensor] = [.o]
+    static let mlpInputs: [LayerTensor] = [.gate, .up]
+    static let downInputs: [LayerTensor] = [.down]
+
+    /// Fused adapters: their work on a region's input, before the region.
+    @inline(__always)
+    private func prepareAdapters(_ projections: [LayerTensor], input: UnsafePointer<Float>) {
+        guard step.fused, let adapters else { return }
+        adapters.prepare(layer: step.layer, projections: projections, input: input, tokens: step.tokens, pool: pool)
     }
 
     @inline(__always) private func rows(_ count: Int, _ thread: Int) -> Range<Int> {

@@ -1,15 +1,18 @@
+import Adapters
 import Foundation
 import Kernels
 import Model
 
-/// `loraswitch bench`: prefill and decode speed of a model shape with random weights (or a model file), beside the
-/// machine's own read bandwidth and sgemm rate, measured in the same run.
+/// `loraswitch bench`: prefill and decode speed of a model shape with random weights (or a model file), bare and
+/// with random adapters under each strategy, beside the machine's read bandwidth and sgemm rate measured in the
+/// same run.
 struct BenchCommand: Command {
     static let name = "bench"
-    static let summary = "measure prefill and decode speed against the machine's memory bandwidth"
+    static let summary = "measure prefill and decode speed (bare and with adapters) against the machine's bandwidth"
     static let usage = """
     [--config tiny|smollm2-135m|tinyllama-1.1b] [--dtype f32|f16|bf16|q8_0|q4_0|q4_1] [--model PATH]
                            [--prompt N] [--tokens N] [--threads N] [--json FILE]
+                           [--experts N --top-k K --rank R [--targets all|attention|mlp|q,v,...] [--rows a,b,...]]
       --config   model shape built with random weights (default smollm2-135m)
       --dtype    weight type of the random model (default f32)
       --model    measure a model file or folder instead of a random model
@@ -17,7 +20,14 @@ struct BenchCommand: Command {
       --tokens   decoded tokens for the decode measurement (default 64)
       --threads  threads (default: one per core)
       --json     also write the figures to FILE
+      --experts  add adapter rows: random LoRA and MoE-LoRA adapters with this many experts (top-k 2, rank 16,
+                 all seven projections by default), stored in the model's float type (f16 for quantized models)
+      --rows     only these rows: \(BenchCommand.adapterRows.joined(separator: ","))
     """
+
+    /// The adapter rows, in order.
+    static let adapterRows = ["lora", "lora-merged", "layer-reference", "layer-fused", "token-reference", "token-fused",
+                              "token-merged-rebuild", "token-merged-inplace", "auto"]
 
     let shape: BenchmarkShape
     let dtype: DType
@@ -26,6 +36,11 @@ struct BenchCommand: Command {
     let decodeTokens: Int
     let threads: Int
     let jsonPath: String?
+    let experts: Int?
+    let topK: Int
+    let rank: Int
+    let targets: [LayerTensor]
+    let rows: [String]
 
     init(_ arguments: inout Arguments) throws {
         shape = BenchmarkShape(rawValue: try arguments.choice("config", BenchmarkShape.allCases.map(\.rawValue)) ?? "smollm2-135m")!
@@ -35,12 +50,40 @@ struct BenchCommand: Command {
         decodeTokens = try arguments.integer("tokens", in: 1...1_000_000) ?? 64
         threads = try arguments.integer("threads", in: 1...256) ?? defaultThreadCount
         jsonPath = try arguments.option("json")
+        experts = try arguments.integer("experts", in: 1...256)
+        topK = try arguments.integer("top-k", in: 1...256) ?? 2
+        rank = try arguments.integer("rank", in: 1...4096) ?? 16
+        let targetList = try arguments.option("targets") ?? "all"
+        targets = try Self.parseTargets(targetList)
+        rows = try arguments.option("rows").map { list in
+            let names = list.split(separator: ",").map(String.init)
+            for name in names where !Self.adapterRows.contains(name) {
+                throw UsageError("--rows: unknown row '\(name)' (rows: \(Self.adapterRows.joined(separator: ", ")))")
+            }
+            return names
+        } ?? Self.adapterRows
+        if let experts, topK > experts { throw UsageError("--top-k (\(topK)) exceeds --experts (\(experts))") }
+    }
+
+    static func parseTargets(_ list: String) throws -> [LayerTensor] {
+        switch list {
+        case "all": return LayerTensor.projections
+        case "attention": return [.q, .k, .v, .o]
+        case "mlp": return [.gate, .up, .down]
+        default:
+            let names: [String: LayerTensor] = ["q": .q, "k": .k, "v": .v, "o": .o, "gate": .gate, "up": .up, "down": .down]
+            return try list.split(separator: ",").map { item in
+                guard let t = names[String(item)] else {
+                    throw UsageError("--targets takes all, attention, mlp or a list of q,k,v,o,gate,up,down, not '\(list)'")
+                }
+                return t
+            }
+        }
     }
 
     func run() throws {
         let progress = Progress()
         let pool = ThreadPool(threads: threads)
-
         let model: LanguageModel
         let configName: String, dtypeName: String
         if let modelPath {
@@ -60,49 +103,81 @@ struct BenchCommand: Command {
             throw UsageError("--prompt + --tokens (\(capacity)) exceed the model's context of \(c.maxPositionEmbeddings)")
         }
         let session = InferenceSession(model: model, pool: pool, capacity: capacity)
-
         var generator = SplitMix(seed: 7)
         let prompt = (0..<promptTokens).map { _ in Int(generator.next() % UInt64(c.vocabSize)) }
         let followers = (0..<decodeTokens).map { _ in Int(generator.next() % UInt64(c.vocabSize)) }
+        let kvBytes = Int(2 * Double(c.numHiddenLayers * c.keyValueDimension * 4) * (Double(promptTokens) + Double(decodeTokens) / 2))
+        let backboneBytes = model.weights.bytesPerToken + kvBytes
 
-        progress.say("prefill of \(promptTokens) tokens")
-        var prefillSeconds = Double.infinity
-        for _ in 0..<2 {
-            session.reset()
-            let start = now()
-            try session.prefill(prompt)
-            prefillSeconds = min(prefillSeconds, now() - start)
+        /// Prefill (best of two) and decode (median ms/token) with `adapters` attached.
+        func measure(_ name: String, _ adapters: ForwardAdapters?, adapterBytes: Int?) throws -> BenchRow {
+            session.adapters = adapters
+            defer { session.adapters = nil }
+            progress.say("\(name): prefill of \(promptTokens) tokens")
+            var prefillSeconds = Double.infinity
+            for _ in 0..<2 {
+                session.reset()
+                let start = now()
+                try session.prefill(prompt)
+                prefillSeconds = min(prefillSeconds, now() - start)
+            }
+            var times: [Double] = []
+            times.reserveCapacity(decodeTokens)
+            let label = "\(name): decode"
+            for (i, token) in followers.enumerated() {
+                let start = now()
+                _ = try session.decode(token)
+                times.append(now() - start)
+                progress.update(label, done: i + 1, of: decodeTokens)
+            }
+            let ms = median(times) * 1000
+            let bytes = backboneBytes + (adapterBytes ?? 0)
+            return BenchRow(name: name, config: configName, dtype: dtypeName, decodeMsPerToken: ms,
+                            prefillTokensPerSecond: Double(promptTokens) / prefillSeconds, bytesPerToken: bytes,
+                            gbs: Double(bytes) / (ms / 1000) / 1e9, adapterBytesPerToken: adapterBytes)
         }
 
         // The read bandwidth of shared hosts drifts from minute to minute, so it is measured right before and right
-        // after decoding and the higher figure is the reference. The probe's buffer is freed again and the
+        // after the rows and the higher figure is the reference. The probe's buffer is freed again and the
         // peak-memory mark reset around it, so that the peak reported is the model's.
         var peak = peakResidentBytes()
         progress.say("measuring the machine's read bandwidth")
         let bandwidthBefore = measureReadBandwidth(pool: pool)
         resetPeakResident()
 
-        var times: [Double] = []
-        times.reserveCapacity(decodeTokens)
-        for (i, token) in followers.enumerated() {
-            let start = now()
-            _ = try session.decode(token)
-            times.append(now() - start)
-            progress.update("decode", done: i + 1, of: decodeTokens)
+        var results = [try measure("backbone", nil, adapterBytes: nil)]
+        var notes: [String] = []
+        if let experts {
+            let adapterType: DType = dtype.isQuantized || modelPath != nil && model.weights.layers[0].q.weight.dtype.isQuantized
+                ? .f16 : (modelPath == nil ? dtype : model.weights.layers[0].q.weight.dtype)
+            progress.say("building random adapters (\(experts) experts, top-\(topK), rank \(rank))")
+            let lora = try Adapter.random(.lora, model: model, rank: rank, targets: targets, dtype: adapterType)
+            let layer = try Adapter.random(.mixture(routing: "layer", experts: experts, topK: topK), model: model, rank: rank,
+                                           targets: targets, dtype: adapterType)
+            let token = try Adapter.random(.mixture(routing: "token", experts: experts, topK: topK), model: model, rank: rank,
+                                           targets: targets, dtype: adapterType)
+            let plan: [(String, Adapter, AdapterStrategy)] = [
+                ("lora", lora, .fused), ("lora-merged", lora, .merged), ("layer-reference", layer, .reference),
+                ("layer-fused", layer, .fused), ("token-reference", token, .reference), ("token-fused", token, .fused),
+                ("token-merged-rebuild", token, .merged), ("token-merged-inplace", token, .mergedInPlace), ("auto", token, .auto),
+            ]
+            for (name, adapter, strategy) in plan where rows.contains(name) {
+                do {
+                    let runtime = try adapter.runtime(strategy, for: session)
+                    var row = try measure(name, runtime, adapterBytes: strategy == .merged && name == "lora-merged" ? 0 : adapter.bytesPerToken)
+                    row.ratioVsBackbone = row.decodeMsPerToken / results[0].decodeMsPerToken
+                    results.append(row)
+                } catch let error as AdapterError {
+                    var row = BenchRow(name: name, config: configName, dtype: dtypeName, decodeMsPerToken: 0,
+                                       prefillTokensPerSecond: 0, bytesPerToken: 0, gbs: 0)
+                    row.skipped = error.localizedDescription
+                    results.append(row)
+                }
+            }
+            let auto = AutoStrategy(adapter: token, model: model)
+            notes.append("auto chose \(auto.choice.rawValue): \(auto.reason)")
+            notes.append("adapters: \(experts) experts, top-\(topK), rank \(rank), \(adapterType) on \(targets.map(\.rawValue).joined(separator: ",")); adapter/backbone bytes per token \(fmt(100 * Double(token.bytesPerToken) / Double(model.weights.bytesPerToken), 1))% (token routing), \(fmt(100 * Double(lora.bytesPerToken) / Double(model.weights.bytesPerToken), 1))% (LoRA)")
         }
-        progress.finish()
-        let decodeMs = median(times) * 1000
-
-        // Bytes per decoded token: the weights, plus the KV cache at the mean decode position.
-        let meanPosition = Double(promptTokens) + Double(decodeTokens) / 2
-        let kvBytes = Int(2 * Double(c.numHiddenLayers * c.keyValueDimension * 4) * meanPosition)
-        let bytesPerToken = model.weights.bytesPerToken + kvBytes
-        let gbs = Double(bytesPerToken) / (decodeMs / 1000) / 1e9
-
-        let row = BenchRow(name: "backbone", config: configName, dtype: dtypeName, decodeMsPerToken: decodeMs,
-                           prefillTokensPerSecond: Double(promptTokens) / prefillSeconds,
-                           bytesPerToken: bytesPerToken, gbs: gbs)
-        let prefillGFLOPS = prefillFLOPs(c, tokens: promptTokens) / prefillSeconds / 1e9
         peak = max(peak, peakResidentBytes())
 
         progress.say("measuring the machine's read bandwidth and sgemm rate")
@@ -111,113 +186,25 @@ struct BenchCommand: Command {
         let gflops = measureSgemmGFLOPS(pool: pool)
         progress.finish()
 
-        print("machine: read bandwidth \(fmt(bandwidth, 1)) GB/s (before/after decoding: \(fmt(bandwidthBefore, 1))/\(fmt(bandwidthAfter, 1))), sgemm \(fmt(gflops, 0)) GFLOP/s (n=1024), \(threads) threads")
+        let backbone = results[0]
+        let prefillGFLOPS = prefillFLOPs(c, tokens: promptTokens) * backbone.prefillTokensPerSecond / Double(promptTokens) / 1e9
+        print("machine: read bandwidth \(fmt(bandwidth, 1)) GB/s (before/after: \(fmt(bandwidthBefore, 1))/\(fmt(bandwidthAfter, 1))), sgemm \(fmt(gflops, 0)) GFLOP/s (n=1024), \(threads) threads")
         print("model:   \(configName) \(dtypeName), \(fmt(Double(model.parameterCount) / 1e6, 1)) M parameters, \(fmt(Double(model.weights.bytesPerToken) / 1e6, 1)) MB of weights read per token")
         print("prompt \(promptTokens) tokens, decode \(decodeTokens) tokens")
         print("")
         print(BenchRow.header)
-        print(row.line(bandwidth: bandwidth))
+        for row in results { print(row.line(bandwidth: bandwidth)) }
         print("")
-        print("decode reaches \(fmt(100 * gbs / bandwidth, 1))% of the measured read bandwidth; prefill runs at \(fmt(prefillGFLOPS, 0)) GFLOP/s (\(fmt(100 * prefillGFLOPS / gflops, 0))% of sgemm)")
+        print("backbone decode reaches \(fmt(100 * backbone.gbs / bandwidth, 1))% of the measured read bandwidth; prefill runs at \(fmt(prefillGFLOPS, 0)) GFLOP/s (\(fmt(100 * prefillGFLOPS / gflops, 0))% of sgemm)")
+        for note in notes { print(note) }
         print("peak resident memory: \(fmt(Double(peak) / 1_048_576, 1)) MiB")
 
         if let jsonPath {
             let report = BenchReport(machine: .init(read_gbs: bandwidth, sgemm_gflops: gflops, threads: threads),
-                                     rows: [row], peak_resident_bytes: peak)
+                                     config: configName, dtype: dtypeName, rows: results, peak_resident_bytes: peak)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(report).write(to: URL(fileURLWithPath: jsonPath), options: .atomic)
         }
     }
-}
-
-/// One measured configuration (later issues add adapter rows with the same keys).
-struct BenchRow: Encodable {
-    let name: String
-    let config: String
-    let dtype: String
-    let decodeMsPerToken: Double
-    let prefillTokensPerSecond: Double
-    let bytesPerToken: Int
-    let gbs: Double
-
-    enum CodingKeys: String, CodingKey {
-        case name, config, dtype
-        case decodeMsPerToken = "decode_ms_per_token"
-        case prefillTokensPerSecond = "prefill_tokens_per_s"
-        case bytesPerToken = "bytes_per_token"
-        case gbs
-    }
-
-    static let header = "name         config                  dtype   prefill tok/s   decode ms/tok   MB/token    GB/s   % of read bw"
-
-    func line(bandwidth: Double) -> String {
-        name.padding(toLength: 13, withPad: " ", startingAt: 0) +
-            config.prefix(23).padding(toLength: 24, withPad: " ", startingAt: 0) +
-            dtype.padding(toLength: 6, withPad: " ", startingAt: 0) +
-            fmt(prefillTokensPerSecond, 1).leftPadded(to: 15) +
-            fmt(decodeMsPerToken, 2).leftPadded(to: 16) +
-            fmt(Double(bytesPerToken) / 1e6, 1).leftPadded(to: 11) +
-            fmt(gbs, 1).leftPadded(to: 8) +
-            fmt(100 * gbs / bandwidth, 1).leftPadded(to: 15)
-    }
-}
-
-struct BenchReport: Encodable {
-    struct Machine: Encodable {
-        let read_gbs: Double
-        let sgemm_gflops: Double
-        let threads: Int
-    }
-    let machine: Machine
-    let rows: [BenchRow]
-    let peak_resident_bytes: Int
-}
-
-/// Floating-point operations of a prefill of `t` tokens: every layer's projections for each token, attention over
-/// the causal prefix, and the head for the last token only.
-func prefillFLOPs(_ c: ModelConfiguration, tokens t: Int) -> Double {
-    let perLayer = Double(c.hiddenSize) * Double(c.queryDimension + 2 * c.keyValueDimension) +
-        Double(c.queryDimension) * Double(c.hiddenSize) + 3 * Double(c.hiddenSize) * Double(c.intermediateSize)
-    let projections = 2 * perLayer * Double(c.numHiddenLayers) * Double(t)
-    let attention = 4 * Double(c.numHiddenLayers * c.numAttentionHeads * c.headDim) * Double(t) * Double(t + 1) / 2
-    return projections + attention + 2 * Double(c.vocabSize) * Double(c.hiddenSize)
-}
-
-/// SplitMix64: the benchmark's token ids.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
-
-func median(_ values: [Double]) -> Double {
-    let sorted = values.sorted()
-    guard !sorted.isEmpty else { return .nan }
-    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-}
-
-func fmt(_ value: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", value) }
-
-/// Resets the kernel's peak-resident mark (VmHWM) to the current resident set (Linux: clear_refs "5").
-func resetPeakResident() {
-    try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
-}
-
-/// The process's peak resident set (VmHWM), in bytes.
-func peakResidentBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        let digits = line.split(separator: " ").compactMap { Int($0) }
-        return (digits.first ?? 0) * 1024
-    }
-    return 0
 }

@@ -19,13 +19,14 @@ struct GenerationArguments {
       --context N           KV cache positions (default: the model's context, at most 4096)
       --threads N           threads (default: one per core)
       --stats               print prompt tokens, prefill tokens/s and decode ms/token
-    """
+    """ + "\n" + AdapterArguments.usage
 
     var modelPath: String
     var options = GenerationOptions()
     var context: Int?
     var threads: Int
     var stats: Bool
+    var adapters: AdapterArguments
 
     init(_ arguments: inout Arguments) throws {
         modelPath = try arguments.option("model") ?? DefaultModel.path()
@@ -44,6 +45,7 @@ struct GenerationArguments {
         context = try arguments.integer("context", in: 1...1_048_576)
         threads = try arguments.integer("threads", in: 1...256) ?? defaultThreadCount
         stats = arguments.flag("stats")
+        adapters = try AdapterArguments(&arguments)
         do {
             try options.sampling.validate()
         } catch {
@@ -60,6 +62,11 @@ struct GenerationArguments {
         }
         let capacity = context ?? min(model.configuration.maxPositionEmbeddings, 4096)
         let session = InferenceSession(model: model, pool: ThreadPool(threads: threads), capacity: capacity)
+        unowned let observed = session
+        try adapters.attach(to: session, routing: { chunkPosition, experts, gates in
+            let gateText = gates.map { fmt(Double($0), 2) }.joined(separator: ",")
+            printError("[routing] position \(observed.position + chunkPosition): experts \(experts.map(String.init).joined(separator: ",")) gates \(gateText)")
+        })
         return TextGenerator(session: session, tokenizer: tokenizer)
     }
 }
