@@ -33,7 +33,7 @@ public final class AdapterRuntime: ForwardAdapters {
     var work: [(slot: Int, j: Int, pair: LowRankPair, gate: Float)] = []
     var workRows = 0
     var workInput: UnsafePointer<Float>?
-    lazy var inputRegion: (Int) -> Void = { [unowned self] thread in self.computeInputSide(thread: thread) }
+    lazy var inputRegion = ParallelJob { [unowned self] thread in self.computeInputSide(thread: thread) }
 
     final class Slot {
         var experts: [Int32]
@@ -143,7 +143,7 @@ public final class AdapterRuntime: ForwardAdapters {
         }
         guard workRows > 0 else { return }
         workInput = x
-        pool.runJob(inputRegion)
+        pool.run(inputRegion)
     }
 
     /// One token, on thread `thread`: its share of the rows of every A in `work`, scaled by gate and scale.
@@ -239,12 +239,10 @@ public final class AdapterRuntime: ForwardAdapters {
 
     /// One token: y[rows] += B_j u_j for each active expert, with u_j from `prepare`.
     private func addOutputSide(_ p: AdaptedProjection, _ slot: Slot, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
-                               experts: UnsafeBufferPointer<Int32>, _ s: Scratch) {
-        let out = s.out.pointer, tile = s.tile.pointer
+                               experts: UnsafeBufferPointer<Int32>, _: Scratch) {
         for j in 0..<k {
             guard let pair = p.experts[Int(experts[j])] else { continue }
-            matvec(pair.b, slot.u.pointer + j * max(1, adapter.maxRank), out, rows: rows, scratch: tile)
-            addInPlace(y + rows.lowerBound, out + rows.lowerBound, count: rows.count)
+            accumulateColumns(pair.bt!, slot.u.pointer + j * max(1, adapter.maxRank), y, columns: rows)
         }
     }
 

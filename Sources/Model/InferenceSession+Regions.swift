@@ -18,16 +18,16 @@ extension InferenceSession {
 
     /// The bodies of the parallel regions, made once so that running one allocates nothing.
     struct Regions {
-        var qkv, attendDecoding, attendPrefill, output, gateUp, down, residual, activation, head: (Int) -> Void
+        let qkv, attendDecoding, attendPrefill, output, gateUp, down, residual, activation, head: ParallelJob
     }
 
     static func makeRegions(_ session: InferenceSession) -> Regions {
         unowned(unsafe) let s = session
-        return Regions(qkv: { s.qkv(thread: $0) }, attendDecoding: { s.attendDecoding(thread: $0) },
-                       attendPrefill: { s.attendPrefill(thread: $0) }, output: { s.output(thread: $0) },
-                       gateUp: { s.gateUp(thread: $0) }, down: { s.down(thread: $0) },
-                       residual: { s.residual(thread: $0) }, activation: { s.activation(thread: $0) },
-                       head: { s.head(thread: $0) })
+        return Regions(qkv: ParallelJob { s.qkv(thread: $0) }, attendDecoding: ParallelJob { s.attendDecoding(thread: $0) },
+                       attendPrefill: ParallelJob { s.attendPrefill(thread: $0) }, output: ParallelJob { s.output(thread: $0) },
+                       gateUp: ParallelJob { s.gateUp(thread: $0) }, down: ParallelJob { s.down(thread: $0) },
+                       residual: ParallelJob { s.residual(thread: $0) }, activation: ParallelJob { s.activation(thread: $0) },
+                       head: ParallelJob { s.head(thread: $0) })
     }
 
     /// One transformer block: the serial steps here, the parallel work in `regions`.
@@ -43,7 +43,7 @@ extension InferenceSession {
         for i in 0..<t { rmsNorm(xp + i * d, weight: w.attentionNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
         adapters?.didNormalize(layer: l, normalized: xnp, tokens: t, pool: pool)
         prepareAdapters(Self.attentionInputs, input: xnp)
-        pool.runJob(regions.qkv)
+        pool.run(regions.qkv)
         unfusedAdjust(.q, input: xnp, output: qp, ldy: qd)
         unfusedAdjust(.k, input: xnp, output: kp, ldy: kd)
         unfusedAdjust(.v, input: xnp, output: v.pointer, ldy: kd)
@@ -53,32 +53,32 @@ extension InferenceSession {
             cache.store(layer: l, position: position + i, keys: kp + i * kd, values: v.pointer + i * kd)
         }
         if t == 1 {
-            pool.runJob(regions.attendDecoding)
+            pool.run(regions.attendDecoding)
             mergeDecodingAttention()
         } else {
-            pool.runJob(regions.attendPrefill)
+            pool.run(regions.attendPrefill)
         }
         prepareAdapters(Self.outputInputs, input: attention.pointer)
-        pool.runJob(regions.output)
+        pool.run(regions.output)
         if !step.fused {
             unfusedAdjust(.o, input: attention.pointer, output: delta.pointer, ldy: d)
-            pool.runJob(regions.residual)
+            pool.run(regions.residual)
         }
 
         // MLP block: x += down(silu(gate(n(x))) · up(n(x))).
         for i in 0..<t { rmsNorm(xp + i * d, weight: w.mlpNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
         prepareAdapters(Self.mlpInputs, input: xnp)
-        pool.runJob(regions.gateUp)
+        pool.run(regions.gateUp)
         if !step.fused {
             unfusedAdjust(.gate, input: xnp, output: gate.pointer, ldy: c.intermediateSize)
             unfusedAdjust(.up, input: xnp, output: up.pointer, ldy: c.intermediateSize)
-            pool.runJob(regions.activation)
+            pool.run(regions.activation)
         }
         prepareAdapters(Self.downInputs, input: gate.pointer)
-        pool.runJob(regions.down)
+        pool.run(regions.down)
         if !step.fused {
             unfusedAdjust(.down, input: gate.pointer, output: delta.pointer, ldy: d)
-            pool.runJob(regions.residual)
+            pool.run(regions.residual)
         }
     }
 

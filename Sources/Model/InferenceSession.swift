@@ -152,7 +152,7 @@ public final class InferenceSession {
         }
         step.headRows = t - first
         step.logits = logits
-        pool.runJob(regions.head)
+        pool.run(regions.head)
     }
 
 }

@@ -109,8 +109,10 @@ struct BenchCommand: Command {
         let kvBytes = Int(2 * Double(c.numHiddenLayers * c.keyValueDimension * 4) * (Double(promptTokens) + Double(decodeTokens) / 2))
         let backboneBytes = model.weights.bytesPerToken + kvBytes
 
-        /// Prefill (best of two) and decode (median ms/token) with `adapters` attached.
-        func measure(_ name: String, _ adapters: ForwardAdapters?, adapterBytes: Int?) throws -> BenchRow {
+        /// Prefill (best of two) and decode (median ms/token) with `adapters` attached. With `paired`, decoded
+        /// tokens alternate with and without the adapters, so that the ratio to the backbone compares the same
+        /// minutes of a machine whose bandwidth drifts (the KV cache's contents do not change the work).
+        func measure(_ name: String, _ adapters: ForwardAdapters?, paired: Bool = false, adapterBytes: Int?) throws -> BenchRow {
             session.adapters = adapters
             defer { session.adapters = nil }
             progress.say("\(name): prefill of \(promptTokens) tokens")
@@ -121,20 +123,25 @@ struct BenchCommand: Command {
                 try session.prefill(prompt)
                 prefillSeconds = min(prefillSeconds, now() - start)
             }
-            var times: [Double] = []
+            var times: [Double] = [], bare: [Double] = []
             times.reserveCapacity(decodeTokens)
+            bare.reserveCapacity(decodeTokens)
             let label = "\(name): decode"
             for (i, token) in followers.enumerated() {
+                let with = !paired || i % 2 == 0
+                session.adapters = with ? adapters : nil
                 let start = now()
                 _ = try session.decode(token)
-                times.append(now() - start)
+                if with { times.append(now() - start) } else { bare.append(now() - start) }
                 progress.update(label, done: i + 1, of: decodeTokens)
             }
             let ms = median(times) * 1000
             let bytes = backboneBytes + (adapterBytes ?? 0)
-            return BenchRow(name: name, config: configName, dtype: dtypeName, decodeMsPerToken: ms,
-                            prefillTokensPerSecond: Double(promptTokens) / prefillSeconds, bytesPerToken: bytes,
-                            gbs: Double(bytes) / (ms / 1000) / 1e9, adapterBytesPerToken: adapterBytes)
+            var row = BenchRow(name: name, config: configName, dtype: dtypeName, decodeMsPerToken: ms,
+                               prefillTokensPerSecond: Double(promptTokens) / prefillSeconds, bytesPerToken: bytes,
+                               gbs: Double(bytes) / (ms / 1000) / 1e9, adapterBytesPerToken: adapterBytes)
+            if paired { row.ratioVsBackbone = ms / (median(bare) * 1000) }
+            return row
         }
 
         // The read bandwidth of shared hosts drifts from minute to minute, so it is measured right before and right
@@ -164,9 +171,8 @@ struct BenchCommand: Command {
             for (name, adapter, strategy) in plan where rows.contains(name) {
                 do {
                     let runtime = try adapter.runtime(strategy, for: session)
-                    var row = try measure(name, runtime, adapterBytes: strategy == .merged && name == "lora-merged" ? 0 : adapter.bytesPerToken)
-                    row.ratioVsBackbone = row.decodeMsPerToken / results[0].decodeMsPerToken
-                    results.append(row)
+                    results.append(try measure(name, runtime, paired: true,
+                                               adapterBytes: strategy == .merged && name == "lora-merged" ? 0 : adapter.bytesPerToken))
                 } catch let error as AdapterError {
                     var row = BenchRow(name: name, config: configName, dtype: dtypeName, decodeMsPerToken: 0,
                                        prefillTokensPerSecond: 0, bytesPerToken: 0, gbs: 0)
@@ -175,6 +181,7 @@ struct BenchCommand: Command {
                 }
             }
             let auto = AutoStrategy(adapter: token, model: model)
+            notes.append("vs backbone: decoded tokens alternate with and without the adapter, so both halves see the same minutes")
             notes.append("auto chose \(auto.choice.rawValue): \(auto.reason)")
             notes.append("adapters: \(experts) experts, top-\(topK), rank \(rank), \(adapterType) on \(targets.map(\.rawValue).joined(separator: ",")); adapter/backbone bytes per token \(fmt(100 * Double(token.bytesPerToken) / Double(model.weights.bytesPerToken), 1))% (token routing), \(fmt(100 * Double(lora.bytesPerToken) / Double(model.weights.bytesPerToken), 1))% (LoRA)")
         }
