@@ -27,12 +27,7 @@ public final class MergedAdapters: ForwardAdapters {
     /// The selection merged into the copies (nil: none yet).
     private var current: (experts: [Int32], gates: [Float])?
     private var singleToken = false
-    /// Per projection being merged: scaled B_sel [out, kr] and A_sel [kr, in] in float32.
-    private let bScratch: FloatBuffer
-    private let aScratch: FloatBuffer
-    /// Per thread: a tile of rows in float32 (f16/bf16 copies).
-    private let tiles: [FloatBuffer]
-    private static let tileRows = 64
+    private let merger: LowRankMerger
 
     public init(adapter: Adapter, session: InferenceSession, inPlace: Bool) throws {
         let c = session.model.configuration
@@ -50,7 +45,7 @@ public final class MergedAdapters: ForwardAdapters {
 
         var layers = model.weights.layers
         var copies: [ByteStorage] = []
-        var widest = 0, largestB = 0, largestA = 0
+        var widest = 0, tallest = 0
         for l in 0..<c.numHiddenLayers {
             for (i, tensor) in LayerTensor.projections.enumerated() where adapter.projections[l][i] != nil {
                 let base = layers[l].projection(tensor)!.weight
@@ -61,17 +56,13 @@ public final class MergedAdapters: ForwardAdapters {
                 copy.pointer.copyMemory(from: base.data, byteCount: base.byteCount)
                 copies.append(copy)
                 layers[l] = layers[l].replacing(tensor, with: WeightMatrix(data: copy.pointer, dtype: base.dtype, rows: base.rows, cols: base.cols)!)
-                let kr = 2 * k * adapter.maxRank
                 widest = max(widest, base.cols)
-                largestB = max(largestB, base.rows * kr)
-                largestA = max(largestA, kr * base.cols)
+                tallest = max(tallest, base.rows)
             }
         }
         mergedLayers = layers
         self.copies = copies
-        bScratch = FloatBuffer(count: max(1, largestB))
-        aScratch = FloatBuffer(count: max(1, largestA))
-        tiles = (0..<session.pool.threadCount).map { _ in FloatBuffer(count: Self.tileRows * max(1, widest), zeroed: false) }
+        merger = LowRankMerger(rows: tallest, cols: widest, terms: 2 * k, rank: adapter.maxRank, threads: pool.threadCount)
         if case .fixed(let gates) = adapter.routing {
             merge(experts: (0..<Int32(k)).map { $0 }, gates: gates)
         }
@@ -93,9 +84,9 @@ public final class MergedAdapters: ForwardAdapters {
     public func didNormalize(layer: Int, normalized: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
         fused.didNormalize(layer: layer, normalized: normalized, tokens: tokens, pool: pool)
         guard layer == 0, singleToken, case .token = adapter.routing else { return }
-        let experts = Array(fused.chunkExperts[0..<k]), gates = Array(fused.chunkGates[0..<k])
-        if let current, current.experts == experts, current.gates == gates { return }
-        merge(experts: experts, gates: gates)
+        if let current, current.experts.elementsEqual(fused.chunkExperts[0..<k]),
+           current.gates.elementsEqual(fused.chunkGates[0..<k]) { return }
+        merge(experts: Array(fused.chunkExperts[0..<k]), gates: Array(fused.chunkGates[0..<k]))
     }
 
     public func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
@@ -138,51 +129,15 @@ public final class MergedAdapters: ForwardAdapters {
         merges += 1
     }
 
-    /// One projection: gathers the scaled factors, then each thread updates its tiles of rows.
+    /// One projection: the new selection's terms, less the old one's (in place) or over the pristine base.
     private func mergeProjection(_ p: AdaptedProjection, base: WeightMatrix, copy: WeightMatrix, experts: [Int32],
                                  gates: [Float], previous: (experts: [Int32], gates: [Float])?) {
-        // Factors: columns of Bs (scaled by ±g·s) beside rows of As, for the new selection and (in place) the old.
-        var terms: [(pair: LowRankPair, factor: Float)] = []
-        for (e, g) in zip(experts, gates) { if let pair = p.experts[Int(e)] { terms.append((pair, g * pair.scale)) } }
+        merger.removeAll()
+        for (e, g) in zip(experts, gates) { if let pair = p.experts[Int(e)] { merger.add(pair, factor: g * pair.scale) } }
         if let previous {
-            for (e, g) in zip(previous.experts, previous.gates) { if let pair = p.experts[Int(e)] { terms.append((pair, -g * pair.scale)) } }
+            for (e, g) in zip(previous.experts, previous.gates) { if let pair = p.experts[Int(e)] { merger.add(pair, factor: -g * pair.scale) } }
         }
-        let kr = terms.reduce(0) { $0 + $1.pair.rank }
-        guard kr > 0 else { return }
-        let out = base.rows, cols = base.cols
-        let b = bScratch.pointer, a = aScratch.pointer
-        var column = 0
-        for (pair, factor) in terms {
-            for q in 0..<pair.rank { pair.a.dequantizeRow(q, into: a + (column + q) * cols) }
-            let row = UnsafeMutablePointer<Float>.allocate(capacity: pair.rank)
-            for r in 0..<out {
-                pair.b.dequantizeRow(r, into: row)
-                for q in 0..<pair.rank { b[r * kr + column + q] = row[q] * factor }
-            }
-            row.deallocate()
-            column += pair.rank
-        }
-        let inPlace = previous != nil
-        let source = inPlace ? copy : base
-        pool.run { thread in
-            let rows = ThreadPool.chunk(out, part: thread, of: pool.threadCount, granularity: 16)
-            var r = rows.lowerBound
-            while r < rows.upperBound {
-                let n = min(Self.tileRows, rows.upperBound - r)
-                if copy.dtype == .f32 {
-                    // The copy is float32: update it where it lies.
-                    let target = UnsafeMutableRawPointer(mutating: copy.row(r)).assumingMemoryBound(to: Float.self)
-                    if !inPlace { dequantize(source.row(r), dtype: .f32, count: n * cols, into: target) }
-                    sgemmAccumulate(m: n, n: cols, k: kr, a: b + r * kr, lda: kr, b: a, ldb: cols, c: target, ldc: cols)
-                } else {
-                    let tile = tiles[thread].pointer
-                    dequantize(source.row(r), dtype: source.dtype, count: n * cols, into: tile)
-                    sgemmAccumulate(m: n, n: cols, k: kr, a: b + r * kr, lda: kr, b: a, ldb: cols, c: tile, ldc: cols)
-                    quantize(tile, count: n * cols, dtype: copy.dtype, into: UnsafeMutableRawPointer(mutating: copy.row(r)))
-                }
-                r += n
-            }
-        }
+        merger.apply(source: previous != nil ? copy : base, target: copy, pool: pool)
     }
 }
 

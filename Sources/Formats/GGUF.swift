@@ -14,6 +14,10 @@ public final class GGUFFile: TensorSource, @unchecked Sendable {
     public let metadataKeys: [String]
     public let tensorNames: [String]
     public let alignment: Int
+    /// The metadata section as stored (its entries, in file order), for writers that keep it verbatim.
+    public let rawMetadata: UnsafeRawBufferPointer
+    public let metadataCount: Int
+
     private let mapped: MappedFile
     private let entries: [String: TensorView]
 
@@ -49,6 +53,7 @@ public final class GGUFFile: TensorSource, @unchecked Sendable {
 
         var metadata: [String: GGUFValue] = [:]
         var keys: [String] = []
+        let metadataStart = r.offset
         for _ in 0..<Int(kvCount) {
             let key = try Self.readString(&r, path: path, "a metadata key")
             let type = try r.read(UInt32.self, "the type of '\(key)'")
@@ -57,6 +62,8 @@ public final class GGUFFile: TensorSource, @unchecked Sendable {
         }
         self.metadata = metadata
         metadataKeys = keys
+        rawMetadata = UnsafeRawBufferPointer(start: mapped.base + metadataStart, count: r.offset - metadataStart)
+        metadataCount = Int(kvCount)
 
         var alignment = 32
         if let value = metadata["general.alignment"] {

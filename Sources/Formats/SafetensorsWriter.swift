@@ -7,24 +7,9 @@ import Kernels
 /// Writes safetensors files atomically: everything goes to a temporary file beside the destination, which is
 /// renamed over it only once complete, so a failure never leaves a half-written file behind.
 public struct SafetensorsWriter {
-    public struct Tensor {
-        public let name: String
-        public let dtype: DType
-        public let shape: [Int]
-        public let bytes: UnsafeRawBufferPointer
-
-        /// `bytes` must stay valid until `write` returns; its size must match shape × dtype.
-        public init(name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer) {
-            self.name = name
-            self.dtype = dtype
-            self.shape = shape
-            self.bytes = bytes
-        }
-    }
-
     static let names: [DType: String] = [.f32: "F32", .f16: "F16", .bf16: "BF16"]
 
-    public static func write(_ tensors: [Tensor], metadata: [String: String] = [:], to path: String) throws {
+    public static func write(_ tensors: [TensorBytes], metadata: [String: String] = [:], to path: String) throws {
         // Header: tensors from the widest element type to the narrowest (as the safetensors library writes them),
         // so that with the JSON padded to a multiple of 8 every tensor starts aligned to its element size.
         let tensors = tensors.enumerated().sorted { a, b in

@@ -15,6 +15,22 @@ public struct TensorView: @unchecked Sendable {
     public var elementCount: Int { shape.reduce(1, *) }
 }
 
+/// A tensor to write: its type, its row-major shape (outermost first) and its bytes as the format lays them out.
+public struct TensorBytes {
+    public let name: String
+    public let dtype: DType
+    public let shape: [Int]
+    public let bytes: UnsafeRawBufferPointer
+
+    /// `bytes` must stay valid until the write returns; its size must match shape × dtype.
+    public init(name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.bytes = bytes
+    }
+}
+
 /// Where a model's tensors come from: one safetensors file, a sharded folder, or a GGUF file.
 public protocol TensorSource: AnyObject, Sendable {
     /// Every tensor name, in file order.

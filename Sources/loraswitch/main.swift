@@ -3,7 +3,8 @@ import Foundation
 // loraswitch: subcommands only; everything a library user would want lives in the library.
 
 let commands: [Command.Type] = [GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, LogitsCommand.self,
-                                InspectCommand.self, BenchCommand.self]
+                                InspectCommand.self, BenchCommand.self, FuseCommand.self,
+                                UnfuseCommand.self]
 
 func topUsage() -> String {
     var text = "usage: loraswitch <command> [options]\n\ncommands:\n"

@@ -20,7 +20,7 @@ private func chatModel(in folder: TemporaryFolder) throws -> String {
     let dir = folder.file("chat-model")
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let weights = model.weights.source
-    let tensors = weights.tensorNames.map { name -> SafetensorsWriter.Tensor in
+    let tensors = weights.tensorNames.map { name -> TensorBytes in
         let t = weights.tensor(name)!
         return .init(name: t.name, dtype: t.dtype, shape: t.shape, bytes: UnsafeRawBufferPointer(start: t.data, count: t.byteCount))
     }

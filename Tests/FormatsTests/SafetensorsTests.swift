@@ -29,7 +29,7 @@ private func write(_ samples: [Sample], metadata: [String: String] = [:], to pat
     // Keep every array alive while the writer reads through the buffers.
     var buffers: [UnsafeMutableRawBufferPointer] = []
     defer { buffers.forEach { $0.deallocate() } }
-    var tensors: [SafetensorsWriter.Tensor] = []
+    var tensors: [TensorBytes] = []
     for s in samples {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: s.bytes.count, alignment: 8)
         buffer.copyBytes(from: s.bytes)

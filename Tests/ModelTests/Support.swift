@@ -111,7 +111,7 @@ func readTensors(_ path: String) throws -> [OwnedTensor] {
 func writeTensors(_ tensors: [OwnedTensor], to path: String) throws {
     var buffers: [UnsafeMutableRawBufferPointer] = []
     defer { buffers.forEach { $0.deallocate() } }
-    let entries = tensors.map { t -> SafetensorsWriter.Tensor in
+    let entries = tensors.map { t -> TensorBytes in
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: t.bytes.count, alignment: 16)
         buffer.copyBytes(from: t.bytes)
         buffers.append(buffer)
