@@ -1,0 +1,165 @@
+import Foundation
+import Formats
+import Testing
+
+private func adapterPath(_ name: String) -> String { fixtures.appendingPathComponent("adapters/\(name)").path }
+
+/// The reference logits and tokens of an adapter fixture (Tests/Fixtures/adapters/expected).
+private func adapterReference(_ name: String) throws -> (tokens: String, logits: [Float]) {
+    let f = try SafetensorsFile(path: adapterPath("expected/\(name).safetensors"))
+    let t = try #require(f.tensor("logits"))
+    return (try #require(f.metadata["tokens"]),
+            Array(UnsafeBufferPointer(start: t.data.assumingMemoryBound(to: Float.self), count: t.elementCount)))
+}
+
+private func logitsFile(_ path: String) throws -> [Float] {
+    let f = try SafetensorsFile(path: path)
+    let t = try #require(f.tensor("logits"))
+    return Array(UnsafeBufferPointer(start: t.data.assumingMemoryBound(to: Float.self), count: t.elementCount))
+}
+
+@Suite("loraswitch with adapters")
+struct AdapterCLITests {
+    let folder: TemporaryFolder
+    init() throws { folder = try TemporaryFolder() }
+
+    @Test(arguments: ["auto", "fused", "reference", "merged", "merged-inplace"])
+    func logitsUnderEveryStrategy(strategy: String) throws {
+        let (tokens, expected) = try adapterReference("moe-token-top2")
+        let out = folder.file("\(strategy).safetensors")
+        let result = try runLoraswitch(["logits", "--model", modelPath("llama-gqa"), "--tokens", tokens, "--out", out,
+                                        "--adapter", adapterPath("moe-token-top2"), "--strategy", strategy])
+        #expect(result.status == 0, "\(result)")
+        let logits = try logitsFile(out)
+        #expect(logits.count == expected.count)
+        let worst = zip(logits, expected).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(worst <= 1e-4, "\(strategy): max |Δ| \(worst)")
+    }
+
+    @Test func weightedLoRAs() throws {
+        let (tokens, expected) = try adapterReference("lora-pair")
+        let out = folder.file("pair.safetensors")
+        let result = try runLoraswitch(["logits", "--model", modelPath("llama-gqa"), "--tokens", tokens, "--out", out,
+                                        "--adapter", adapterPath("lora-basic") + ":0.7", "--adapter", adapterPath("lora-second") + ":-0.3"])
+        #expect(result.status == 0, "\(result)")
+        let worst = zip(try logitsFile(out), expected).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(worst <= 1e-4, "max |Δ| \(worst)")
+    }
+
+    @Test func generateShowsTheRouting() throws {
+        let result = try runLoraswitch(["generate", "--model", modelPath("llama-q4_1.gguf"), "--prompt", "hello",
+                                        "--max-tokens", "4", "--temperature", "0", "--adapter", adapterPath("moe-token-top2-q4"),
+                                        "--show-routing"])
+        #expect(result.status == 0, "\(result)")
+        let routing = result.stderrLines.filter { $0.hasPrefix("[routing] position ") }
+        #expect(routing.count >= 4, "\(result.stderr)")
+        #expect(routing.allSatisfy { $0.contains("experts ") && $0.contains("gates ") })
+    }
+
+    @Test func optionMistakesAreUsageErrors() throws {
+        let base = ["logits", "--model", modelPath("llama-gqa"), "--tokens", "1,2", "--out", folder.file("x.safetensors")]
+        for extra in [["--strategy", "fused"], ["--show-routing"], ["--adapter", adapterPath("lora-basic"), "--strategy", "fast"],
+                      ["--adapter", adapterPath("lora-basic"), "--show-routing"]] {
+            let result = try runLoraswitch(base + extra)
+            #expect(result.status == 2, "\(extra): \(result)")
+        }
+        #expect(try folder.contents().isEmpty)
+    }
+
+    /// `logits` with `adapter` on `model` must exit 1 with one line naming `words`, writing nothing.
+    private func expectFailure(adapter: String, model: String = modelPath("llama-gqa"), strategy: String? = nil,
+                               mentioning words: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let out = folder.file("out.safetensors")
+        let result = try runLoraswitch(["logits", "--model", model, "--tokens", "1,2,3", "--out", out, "--adapter", adapter]
+                                       + (strategy.map { ["--strategy", $0] } ?? []), sourceLocation: sourceLocation)
+        #expect(result.exitedNormally && result.status == 1, "\(result)", sourceLocation: sourceLocation)
+        #expect(result.stderrLines.count == 1 && result.stderr.hasPrefix("loraswitch: error: "), "\(result.stderr)",
+                sourceLocation: sourceLocation)
+        for word in words { #expect(result.stderr.contains(word), "'\(word)' in: \(result.stderr)", sourceLocation: sourceLocation) }
+        #expect(!FileManager.default.fileExists(atPath: out), sourceLocation: sourceLocation)
+    }
+
+    private func copyAdapter(_ name: String) throws -> String {
+        try folder.copy(adapterPath(name), as: "\(name)-\(UUID().uuidString)")
+    }
+
+    @Test func truncatedAdapterWeights() throws {
+        let copy = try copyAdapter("lora-basic")
+        let weights = copy + "/adapter_model.safetensors"
+        let bytes = try readBytes(weights)
+        for n in [0, 7, 100, bytes.count / 2, bytes.count - 1] {
+            try writeBytes(Array(bytes[0..<n]), to: weights)
+            try expectFailure(adapter: copy, mentioning: [weights])
+        }
+    }
+
+    @Test func adapterOffsetOutsideTheFile() throws {
+        let copy = try copyAdapter("lora-basic")
+        let weights = copy + "/adapter_model.safetensors"
+        var name = ""
+        try editSafetensorsHeader(weights) { header, dataSize in
+            name = header.keys.filter { $0 != "__metadata__" }.sorted()[0]
+            var entry = header[name] as! [String: Any]
+            let offsets = entry["data_offsets"] as! [Int]
+            entry["data_offsets"] = [dataSize + 64, dataSize + 64 + offsets[1] - offsets[0]]
+            header[name] = entry
+        }
+        try expectFailure(adapter: copy, mentioning: [weights, name])
+    }
+
+    @Test func badAdapterConfigs() throws {
+        let copy = try copyAdapter("lora-basic")
+        let config = copy + "/adapter_config.json"
+        let original = try readBytes(config)
+        try writeBytes(Array("{\"r\": 8, ".utf8), to: config)
+        try expectFailure(adapter: copy, mentioning: [config])
+        var json = try #require(try JSONSerialization.jsonObject(with: Data(original)) as? [String: Any])
+        json["r"] = "eight"
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: config))
+        try expectFailure(adapter: copy, mentioning: [config, "r"])
+        try FileManager.default.removeItem(atPath: config)
+        try expectFailure(adapter: copy, mentioning: [copy])
+        try expectFailure(adapter: folder.file("no-such-adapter"), mentioning: ["no-such-adapter"])
+    }
+
+    @Test func truncatedGGUFLoRA() throws {
+        let copy = try copyAdapter("gguf-lora.gguf")
+        let bytes = try readBytes(copy)
+        for n in [0, 3, 30, bytes.count / 2, bytes.count - 1] {
+            try writeBytes(Array(bytes[0..<n]), to: copy)
+            try expectFailure(adapter: copy, model: modelPath("llama-f32.gguf"), mentioning: [copy])
+        }
+    }
+
+    @Test func adapterThatDoesNotFit() throws {
+        try expectFailure(adapter: adapterPath("lora-basic"), model: modelPath("llama-f32.gguf"), mentioning: ["another base model"])
+        try expectFailure(adapter: adapterPath("moe-token-top2-q4"), model: modelPath("llama-q4_1.gguf"), strategy: "merged",
+                          mentioning: ["merged"])
+    }
+
+    @Test func fuseAndUnfuse() throws {
+        let (tokens, expected) = try adapterReference("lora-basic")
+        let fused = folder.file("fused"), unfused = folder.file("unfused")
+        let fuse = try runLoraswitch(["fuse", "--model", modelPath("llama-gqa"), "--adapter", adapterPath("lora-basic"), "--out", fused])
+        #expect(fuse.status == 0 && fuse.stdout.contains("wrote"), "\(fuse)")
+        let out = folder.file("fused.safetensors")
+        #expect(try runLoraswitch(["logits", "--model", fused, "--tokens", tokens, "--out", out]).status == 0)
+        let worst = zip(try logitsFile(out), expected).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(worst <= 1e-4, "fused: max |Δ| \(worst)")
+        let unfuse = try runLoraswitch(["unfuse", "--model", fused, "--adapter", adapterPath("lora-basic"), "--out", unfused])
+        #expect(unfuse.status == 0, "\(unfuse)")
+        #expect(FileManager.default.fileExists(atPath: unfused + "/model.safetensors"))
+    }
+
+    @Test func fuseRefusals() throws {
+        let out = folder.file("fused")
+        let mixture = try runLoraswitch(["fuse", "--model", modelPath("llama-gqa"), "--adapter", adapterPath("moe-token-top2"), "--out", out])
+        #expect(mixture.status == 1 && mixture.stderrLines.count == 1 && mixture.stderr.contains("mixture of experts"), "\(mixture)")
+        let dtype = try runLoraswitch(["fuse", "--model", modelPath("llama-gqa"), "--adapter", adapterPath("lora-basic"), "--out", out,
+                                       "--dtype", "q4_0"])
+        #expect(dtype.status == 2, "\(dtype)")
+        let noAdapter = try runLoraswitch(["fuse", "--model", modelPath("llama-gqa"), "--out", out])
+        #expect(noAdapter.status == 2, "\(noAdapter)")
+        #expect(try folder.contents().isEmpty, "nothing may be written on failure")
+    }
+}
