@@ -12,7 +12,8 @@ struct BenchCommand: Command {
     static let usage = """
     [--config tiny|smollm2-135m|tinyllama-1.1b] [--dtype f32|f16|bf16|q8_0|q4_0|q4_1] [--model PATH]
                            [--prompt N] [--tokens N] [--threads N] [--json FILE]
-                           [--experts N --top-k K --rank R [--targets all|attention|mlp|q,v,...] [--rows a,b,...]]
+                           [--experts N --top-k K --rank R [--targets all|attention|mlp|q,v,...] [--rows a,b,...]
+                            [--switches N]]
       --config   model shape built with random weights (default smollm2-135m)
       --dtype    weight type of the random model (default f32)
       --model    measure a model file or folder instead of a random model
@@ -23,6 +24,7 @@ struct BenchCommand: Command {
       --experts  add adapter rows: random LoRA and MoE-LoRA adapters with this many experts (top-k 2, rank 16,
                  all seven projections by default), stored in the model's float type (f16 for quantized models)
       --rows     only these rows: \(BenchCommand.adapterRows.joined(separator: ","))
+      --switches also measure the drift of in-place merging after N switches against a rebuild (float weights)
     """
 
     /// The adapter rows, in order.
@@ -41,6 +43,7 @@ struct BenchCommand: Command {
     let rank: Int
     let targets: [LayerTensor]
     let rows: [String]
+    let switches: Int?
 
     init(_ arguments: inout Arguments) throws {
         shape = BenchmarkShape(rawValue: try arguments.choice("config", BenchmarkShape.allCases.map(\.rawValue)) ?? "smollm2-135m")!
@@ -62,6 +65,8 @@ struct BenchCommand: Command {
             }
             return names
         } ?? Self.adapterRows
+        switches = try arguments.integer("switches", in: 1...1_000_000)
+        if switches != nil && experts == nil { throw UsageError("--switches goes with --experts") }
         if let experts, topK > experts { throw UsageError("--top-k (\(topK)) exceeds --experts (\(experts))") }
     }
 
@@ -179,6 +184,9 @@ struct BenchCommand: Command {
                     row.skipped = error.localizedDescription
                     results.append(row)
                 }
+            }
+            if let switches {
+                notes += try measureDrift(session: session, adapter: token, switches: switches, progress: progress)
             }
             let auto = AutoStrategy(adapter: token, model: model)
             notes.append("vs backbone: decoded tokens alternate with and without the adapter, so both halves see the same minutes")
