@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: installs what is needed (OpenBLAS, the default model), builds in release mode,
-# generates text from the default model (a completion and a chat answer), then measures decoding beside the
-# machine's memory bandwidth.
+# generates text from the default model (a completion and a chat answer), then measures decoding — bare and with
+# random LoRA and MoE-LoRA adapters run fused — beside the machine's memory bandwidth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -14,4 +14,4 @@ echo "== chat"
 $bin generate --chat --prompt "Write a haiku about memory bandwidth." --max-tokens 64 --seed 1 --stats
 echo "== benchmark"
 model="${XDG_CACHE_HOME:-$HOME/.cache}/loraswitch/SmolLM2-135M-Instruct.Q4_1.gguf"
-$bin bench --model "$model"
+$bin bench --model "$model" --experts 8 --top-k 2 --rank 16 --rows lora,layer-fused,token-reference,token-fused,auto
