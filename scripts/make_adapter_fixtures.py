@@ -658,6 +658,9 @@ def make_moe_fixtures() -> None:
                  ["q_proj", "v_proj", "up_proj", "down_proj"], 203,
                  "layer routing (a router per adapted module, on that module's input; down_proj's "
                  "router is [4, 64]), N 4, top-2, q/v/up/down")
+    make_one_moe("moe-layer-top1", gqa, "models/llama-gqa", TOKENS_128, "layer", 1,
+                 ["q_proj", "o_proj", "gate_proj"], 205,
+                 "layer routing, N 4, top-1 (gates all 1), q/o/gate")
     q4 = load_gguf_base("llama-q4_1.gguf")
     make_one_moe("moe-token-top2-q4", q4, "models/llama-q4_1.gguf", TOKENS_256, "token", 2, ALL7, 204,
                  "token-routed MoE-LoRA (HF orientation) on a Q4_1 GGUF llama: the engine must "
