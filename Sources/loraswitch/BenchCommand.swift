@@ -13,7 +13,7 @@ struct BenchCommand: Command {
     [--config tiny|smollm2-135m|tinyllama-1.1b] [--dtype f32|f16|bf16|q8_0|q4_0|q4_1] [--model PATH]
                            [--prompt N] [--tokens N] [--threads N] [--json FILE]
                            [--experts N --top-k K --rank R [--targets all|attention|mlp|q,v,...] [--rows a,b,...]
-                            [--switches N]]
+                            [--strategy S] [--switches N]]
       --config   model shape built with random weights (default smollm2-135m)
       --dtype    weight type of the random model (default f32)
       --model    measure a model file or folder instead of a random model
@@ -24,12 +24,17 @@ struct BenchCommand: Command {
       --experts  add adapter rows: random LoRA and MoE-LoRA adapters with this many experts (top-k 2, rank 16,
                  all seven projections by default), stored in the model's float type (f16 for quantized models)
       --rows     only these rows: \(BenchCommand.adapterRows.joined(separator: ","))
+      --strategy only the rows run under S: auto|reference|fused|merged|merged-inplace
       --switches also measure the drift of in-place merging after N switches against a rebuild (float weights)
     """
 
-    /// The adapter rows, in order.
-    static let adapterRows = ["lora", "lora-merged", "layer-reference", "layer-fused", "token-reference", "token-fused",
-                              "token-merged-rebuild", "token-merged-inplace", "auto"]
+    /// The adapter rows, in order, with the strategy each runs under.
+    static let adapterPlan: [(row: String, strategy: AdapterStrategy)] = [
+        ("lora", .fused), ("lora-merged", .merged), ("layer-reference", .reference), ("layer-fused", .fused),
+        ("token-reference", .reference), ("token-fused", .fused), ("token-merged-rebuild", .merged),
+        ("token-merged-inplace", .mergedInPlace), ("auto", .auto),
+    ]
+    static var adapterRows: [String] { adapterPlan.map(\.row) }
 
     let shape: BenchmarkShape
     let dtype: DType
@@ -42,7 +47,7 @@ struct BenchCommand: Command {
     let topK: Int
     let rank: Int
     let targets: [LayerTensor]
-    let rows: [String]
+    var rows: [String]
     let switches: Int?
 
     init(_ arguments: inout Arguments) throws {
@@ -65,6 +70,10 @@ struct BenchCommand: Command {
             }
             return names
         } ?? Self.adapterRows
+        if let name = try arguments.choice("strategy", AdapterStrategy.allCases.map(\.rawValue)) {
+            let strategy = AdapterStrategy(rawValue: name)!
+            rows = rows.filter { row in Self.adapterPlan.contains { $0.row == row && $0.strategy == strategy } }
+        }
         switches = try arguments.integer("switches", in: 1...1_000_000)
         if switches != nil && experts == nil { throw UsageError("--switches goes with --experts") }
         if let experts, topK > experts { throw UsageError("--top-k (\(topK)) exceeds --experts (\(experts))") }
@@ -168,11 +177,10 @@ struct BenchCommand: Command {
                                            targets: targets, dtype: adapterType)
             let token = try Adapter.random(.mixture(routing: "token", experts: experts, topK: topK), model: model, rank: rank,
                                            targets: targets, dtype: adapterType)
-            let plan: [(String, Adapter, AdapterStrategy)] = [
-                ("lora", lora, .fused), ("lora-merged", lora, .merged), ("layer-reference", layer, .reference),
-                ("layer-fused", layer, .fused), ("token-reference", token, .reference), ("token-fused", token, .fused),
-                ("token-merged-rebuild", token, .merged), ("token-merged-inplace", token, .mergedInPlace), ("auto", token, .auto),
-            ]
+            let adapters = ["lora": lora, "layer": layer, "token": token]
+            let plan = Self.adapterPlan.map { item in
+                (item.row, item.row == "auto" ? token : adapters[String(item.row.prefix { $0 != "-" })]!, item.strategy)
+            }
             for (name, adapter, strategy) in plan where rows.contains(name) {
                 do {
                     let runtime = try adapter.runtime(strategy, for: session)

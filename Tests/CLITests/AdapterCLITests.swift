@@ -163,3 +163,30 @@ struct AdapterCLITests {
         #expect(try folder.contents().isEmpty, "nothing may be written on failure")
     }
 }
+
+@Suite("loraswitch bench with adapters")
+struct BenchCLITests {
+    @Test func adapterRowsUnderOneStrategy() throws {
+        let folder = try TemporaryFolder()
+        let json = folder.file("bench.json")
+        let result = try runLoraswitch(["bench", "--config", "tiny", "--prompt", "4", "--tokens", "4", "--experts", "4",
+                                        "--rank", "4", "--strategy", "fused", "--json", json])
+        #expect(result.status == 0, "\(result)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        let rows = try #require(report["rows"] as? [[String: Any]])
+        #expect(rows.compactMap { $0["name"] as? String } == ["backbone", "lora", "layer-fused", "token-fused"])
+        for row in rows.dropFirst() {
+            #expect((row["ratio_vs_backbone"] as? Double).map { $0 > 0 } == true, "\(row)")
+            #expect((row["adapter_bytes_per_token"] as? Int).map { $0 > 0 } == true, "\(row)")
+        }
+        #expect(result.stdout.contains("adapter/backbone bytes per token"))
+    }
+
+    @Test func optionMistakes() throws {
+        for arguments in [["--switches", "10"], ["--experts", "2", "--top-k", "3"], ["--experts", "4", "--rows", "token-fast"],
+                          ["--experts", "4", "--strategy", "fast"]] {
+            let result = try runLoraswitch(["bench", "--config", "tiny"] + arguments)
+            #expect(result.status == 2, "\(arguments): \(result)")
+        }
+    }
+}
