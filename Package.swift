@@ -1,11 +1,13 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Release builds are compiled for the CPU they run on: the SIMD kernels are ~10x slower without a target CPU,
-// and a fixed CPU name (skylake-avx512, say) traps on AVX2-only machines. Overflow and bounds checks are off in
-// release (-Ounchecked), so every size read from a file is validated explicitly before use.
+// Every build is compiled for the CPU it runs on: the SIMD kernels are ~10x slower without a target CPU, the AVX2
+// intrinsics of the 4-bit kernels (Kernels/IntegerDot.swift) do not compile without one, and a fixed CPU name
+// (skylake-avx512, say) traps on AVX2-only machines. Overflow and bounds checks are off in release (-Ounchecked),
+// so every size read from a file is validated explicitly before use.
 let swiftFlags: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-target-cpu", "native"], .when(configuration: .release)),
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-target-cpu", "native"]),
     .swiftLanguageMode(.v5),
 ]
 

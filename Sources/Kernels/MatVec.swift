@@ -4,7 +4,8 @@
 // independent accumulators (measured faster than interleaving four rows, whose strided streams the prefetchers
 // serve worse) and converts the stored elements to float32 in registers: nothing is dequantized to memory.
 //
-// Quantized blocks are expanded without lane shuffles or integer→float conversions (Swift's SIMD conversions
+// Q4_0 and Q4_1 decode with 16-bit integer activations on x86-64 (IntegerDot.swift). Q8_0 (and Q4 elsewhere):
+// quantized blocks are expanded without lane shuffles or integer→float conversions (Swift's SIMD conversions
 // compile to out-of-line calls, and vcvtph2ps/vcvtdq2ps would bound the loop): a block's bytes are loaded as 16-bit
 // words zero-extended into 32-bit lanes (one vpmovzxwd), and shifting a byte or nibble into the mantissa of a
 // float whose exponent is that of 1.0 gives 1 + q/256 or 1 + q/16 exactly. The offsets and per-block factors are
@@ -22,13 +23,17 @@ public func matvec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMuta
     case .f32: floatRows(w, x, y, rows, F32Elements.self)
     case .f16: floatRows(w, x, y, rows, F16Elements.self)
     case .bf16: floatRows(w, x, y, rows, BF16Elements.self)
-    case .q8_0, .q4_0, .q4_1:
+    case .q8_0:
         prepareBlockInput(x, count: w.cols, into: scratch)
-        if w.dtype == .q8_0 {
-            q8Rows(w, scratch, y, rows)
-        } else {
-            q4Rows(w, scratch, y, rows)
-        }
+        q8Rows(w, scratch, y, rows)
+    case .q4_0, .q4_1:
+        #if arch(x86_64)
+        prepareInt16Input(x, count: w.cols, into: scratch)
+        q4RowsInt16(w, scratch, y, rows)
+        #else
+        prepareBlockInput(x, count: w.cols, into: scratch)
+        q4Rows(w, scratch, y, rows)
+        #endif
     }
 }
 

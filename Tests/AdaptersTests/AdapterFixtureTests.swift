@@ -81,7 +81,9 @@ struct AdapterFixtureTests {
                 let logits = try session.decode(fixture.tokens[i])
                 worst = max(worst, maxDifference(logits.baseAddress!, Array(expected[(i * vocabulary)..<((i + 1) * vocabulary)])))
             }
-            #expect(worst <= 1e-4, "\(fixture) \(strategy): max |Δ| \(worst)")
+            // Decoding 4-bit weights uses 16-bit activations (Kernels/IntegerDot.swift).
+            let allowed: Float = [.q4_0, .q4_1].contains(model.weights.layers[0].q.weight.dtype) ? 5e-4 : 1e-4
+            #expect(worst <= allowed, "\(fixture) \(strategy): max |Δ| \(worst)")
         }
     }
 

@@ -107,12 +107,13 @@ struct RandomModelTests {
         let scale = f32.map(abs).max()!
         let allowed: Float = dtype.isQuantized ? (dtype == .q8_0 ? 0.05 : 0.3) : 0.02
         #expect(maxAbsDifference(logits, f32) <= allowed * scale, "\(dtype): \(maxAbsDifference(logits, f32)) vs scale \(scale)")
-        // Decode agrees with one pass.
+        // Decode agrees with one pass (4-bit weights decode with 16-bit activations: IntegerDot.swift).
         let session = InferenceSession(model: model, pool: pool)
         let v = 96
+        let decodeAllowed: Float = dtype == .q4_0 || dtype == .q4_1 ? 1e-4 : 1e-5
         for (i, t) in Self.tokens.enumerated() {
             let row = Array(try session.decode(t))
-            #expect(maxAbsDifference(row, logits[(i * v)..<((i + 1) * v)]) <= 1e-5)
+            #expect(maxAbsDifference(row, logits[(i * v)..<((i + 1) * v)]) <= decodeAllowed)
         }
     }
 

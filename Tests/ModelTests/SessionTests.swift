@@ -12,8 +12,10 @@ private let sessionFixtures = ["llama-gqa", "mistral", "qwen2", "llama-headdim",
 /// Positions of a prefill / decode run must match the one-pass logits this closely. Float weights: 1e-5. Block-
 /// quantized weights decode through the block kernels (matvec), whose rounding differs from the dequantize + sgemm
 /// of a batch by up to ~2e-6 of Σ|w·x| per product: measured 1.6e-5 on logits of magnitude ≤ 5, so 5e-5 there.
+/// Prefill runs float products; decoding 4-bit weights uses 16-bit activations (Kernels/IntegerDot.swift), which
+/// move its logits by up to a few 1e-4 from the float path's.
 private func incrementalTolerance(_ name: String) -> Float {
-    ["q8_0", "q4_0", "q4_1"].contains { name.contains($0) } ? 5e-5 : 1e-5
+    ["q4_0", "q4_1"].contains { name.contains($0) } ? 5e-4 : name.contains("q8_0") ? 5e-5 : 1e-5
 }
 private let incrementalTolerance: Float = 1e-5
 
