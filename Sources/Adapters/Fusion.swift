@@ -75,8 +75,7 @@ public enum Fusion {
     /// tokenizer, generation settings) copied. Built beside `output` and renamed into place once complete.
     private static func writeFolder(_ tensors: [TensorBytes], copyingFrom source: String, to output: String) throws {
         let fm = FileManager.default
-        let url = URL(fileURLWithPath: output)
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
+        let temporary = temporaryPath(beside: output)
         do {
             try fm.createDirectory(atPath: temporary, withIntermediateDirectories: false)
             for file in try fm.contentsOfDirectory(atPath: source).sorted()

@@ -21,9 +21,9 @@ public enum GGUFWriter {
             guard let type = typeIDs[t.dtype] else {
                 throw FormatError.unsupportedDType(file: path, tensor: t.name, dtype: t.dtype.rawValue, supported: GGUFFile.supportedList)
             }
-            guard let elements = checkedProduct(t.shape), t.dtype.byteCount(elements: elements) == t.bytes.count,
-                  (1...4).contains(t.shape.count) else {
-                throw FormatError.shapeMismatch(file: path, tensor: t.name, detail: "shape \(t.shape) does not match \(t.bytes.count) bytes")
+            try t.checkSize(writing: path)
+            guard (1...4).contains(t.shape.count) else {
+                throw FormatError.shapeMismatch(file: path, tensor: t.name, detail: "\(t.shape.count) dimensions (GGUF holds 1 to 4)")
             }
             let name = Array(t.name.utf8)
             append(UInt64(name.count))

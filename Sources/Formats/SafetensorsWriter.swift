@@ -23,9 +23,7 @@ public struct SafetensorsWriter {
                 throw FormatError.unsupportedDType(file: path, tensor: t.name, dtype: t.dtype.rawValue,
                                                    supported: SafetensorsFile.supportedList)
             }
-            guard let elements = checkedProduct(t.shape), t.dtype.byteCount(elements: elements) == t.bytes.count else {
-                throw FormatError.shapeMismatch(file: path, tensor: t.name, detail: "shape \(t.shape) does not match \(t.bytes.count) bytes")
-            }
+            try t.checkSize(writing: path)
             let shape = t.shape.map(String.init).joined(separator: ",")
             entries.append("\(jsonString(t.name)):{\"dtype\":\"\(dtypeName)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + t.bytes.count)]}")
             offset += t.bytes.count
@@ -49,12 +47,17 @@ public struct SafetensorsWriter {
     }
 }
 
+/// Where a file or folder for `path` is built before it is renamed into place: hidden, beside it (same file
+/// system, so the rename is atomic), and unique to this process.
+public func temporaryPath(beside path: String) -> String {
+    let url = URL(fileURLWithPath: path)
+    return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
+}
+
 /// Runs `body` on a temporary file beside `path`, then renames it over `path`; on any error the temporary file is
 /// removed and nothing at `path` changes.
 public func writeAtomically(to path: String, _ body: (FileHandle) throws -> Void) throws {
-    let url = URL(fileURLWithPath: path)
-    let temporary = url.deletingLastPathComponent()
-        .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
+    let temporary = temporaryPath(beside: path)
     guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
         throw FormatError.unreadable(file: path, reason: "cannot create \(temporary)")
     }

@@ -29,6 +29,13 @@ public struct TensorBytes {
         self.shape = shape
         self.bytes = bytes
     }
+
+    /// Throws unless shape × dtype is exactly `bytes` (writers check before writing anything to `path`).
+    func checkSize(writing path: String) throws {
+        guard let elements = checkedProduct(shape), dtype.byteCount(elements: elements) == bytes.count else {
+            throw FormatError.shapeMismatch(file: path, tensor: name, detail: "shape \(shape) does not match \(bytes.count) bytes")
+        }
+    }
 }
 
 /// Where a model's tensors come from: one safetensors file, a sharded folder, or a GGUF file.

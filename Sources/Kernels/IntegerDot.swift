@@ -19,6 +19,7 @@ func int16InputScratchCount(_ count: Int) -> Int { count / 2 + 2 * (count / 32) 
 func prepareInt16Input(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
     let blocks = count / 32
     let quants = UnsafeMutableRawPointer(out), scales = out + count / 2, sums = scales + blocks
+    let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7), ones = _mm256_set1_epi16(1)
     for b in 0..<blocks {
         let src = UnsafeRawPointer(x + 32 * b)
         let v0 = src.loadUnaligned(as: SIMD8<Float>.self), v1 = src.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
@@ -31,13 +32,11 @@ func prepareInt16Input(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMu
         // Round to nearest, pack to 16 bits (saturating; lanes interleave by 128-bit halves), restore the order.
         let i0 = _mm256_cvtps_epi32(v0 * s), i1 = _mm256_cvtps_epi32(v1 * s)
         let i2 = _mm256_cvtps_epi32(v2 * s), i3 = _mm256_cvtps_epi32(v3 * s)
-        let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)
         let lo = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(i0, i1), order)
         let hi = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(i2, i3), order)
         quants.storeBytes(of: lo, toByteOffset: 64 * b, as: __m256i.self)
         quants.storeBytes(of: hi, toByteOffset: 64 * b + 32, as: __m256i.self)
         // Σq through the same multiply-add against ones.
-        let ones = _mm256_set1_epi16(1)
         let total = horizontalSum(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones))))
         let scale = largest / 32767
         scales[b] = scale

@@ -17,10 +17,7 @@ struct AdapterArguments {
     var showRouting = false
 
     init(_ arguments: inout Arguments) throws {
-        while let value = try arguments.option("adapter") {
-            guard let spec = AdapterSpec(argument: value) else { throw UsageError("--adapter needs a path, not '\(value)'") }
-            specs.append(spec)
-        }
+        specs = try Self.specs(&arguments)
         if let name = try arguments.choice("strategy", AdapterStrategy.allCases.map(\.rawValue)) {
             strategy = AdapterStrategy(rawValue: name)!
         }
@@ -28,6 +25,16 @@ struct AdapterArguments {
         if specs.isEmpty && (showRouting || strategy != .auto) {
             throw UsageError("--strategy and --show-routing go with --adapter")
         }
+    }
+
+    /// Every `--adapter PATH[:W]`, in order.
+    static func specs(_ arguments: inout Arguments) throws -> [AdapterSpec] {
+        var specs: [AdapterSpec] = []
+        while let value = try arguments.option("adapter") {
+            guard let spec = AdapterSpec(argument: value) else { throw UsageError("--adapter needs a path, not '\(value)'") }
+            specs.append(spec)
+        }
+        return specs
     }
 
     /// Loads the adapters and attaches their runtime to `session`; returns it (nil without --adapter).

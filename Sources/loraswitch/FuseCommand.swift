@@ -42,13 +42,8 @@ struct FuseOptions {
 
     init(_ arguments: inout Arguments) throws {
         model = try arguments.required("model")
-        var specs: [AdapterSpec] = []
-        while let value = try arguments.option("adapter") {
-            guard let spec = AdapterSpec(argument: value) else { throw UsageError("--adapter needs a path, not '\(value)'") }
-            specs.append(spec)
-        }
+        specs = try AdapterArguments.specs(&arguments)
         guard !specs.isEmpty else { throw UsageError("--adapter is required") }
-        self.specs = specs
         out = try arguments.required("out")
         dtype = try arguments.choice("dtype", [DType.f32, .f16, .bf16].map(\.rawValue)).flatMap(DType.init(rawValue:))
         threads = try arguments.integer("threads", in: 1...256) ?? defaultThreadCount

@@ -6,10 +6,8 @@ private func adapterPath(_ name: String) -> String { fixtures.appendingPathCompo
 
 /// The reference logits and tokens of an adapter fixture (Tests/Fixtures/adapters/expected).
 private func adapterReference(_ name: String) throws -> (tokens: String, logits: [Float]) {
-    let f = try SafetensorsFile(path: adapterPath("expected/\(name).safetensors"))
-    let t = try #require(f.tensor("logits"))
-    return (try #require(f.metadata["tokens"]),
-            Array(UnsafeBufferPointer(start: t.data.assumingMemoryBound(to: Float.self), count: t.elementCount)))
+    let path = adapterPath("expected/\(name).safetensors")
+    return (try #require(try SafetensorsFile(path: path).metadata["tokens"]), try logitsFile(path))
 }
 
 private func logitsFile(_ path: String) throws -> [Float] {
