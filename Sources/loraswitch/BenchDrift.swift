@@ -14,8 +14,8 @@ func measureDrift(session: InferenceSession, adapter: Adapter, switches: Int, pr
     var experts: [Int32] = [], gates: [Float] = []
     let start = now()
     for i in 0..<switches {
-        var pool = Array(0..<Int32(n))
-        experts = (0..<k).map { _ in pool.remove(at: Int(generator.next() % UInt64(pool.count))) }
+        var candidates = Array(0..<Int32(n))
+        experts = (0..<k).map { _ in candidates.remove(at: Int(generator.next() % UInt64(candidates.count))) }
         let raw = (0..<k).map { _ in Float(generator.next() % 1000 + 1) }
         let total = raw.reduce(0, +)
         gates = raw.map { $0 / total }
