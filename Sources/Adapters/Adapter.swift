@@ -10,8 +10,6 @@ public struct LowRankPair: @unchecked Sendable {
     /// [out, r]
     public let b: WeightMatrix
     public let scale: Float
-    /// Bᵀ [r, out], same dtype: the decoding kernel's layout (see `accumulateColumns`); set by `Adapter`.
-    public internal(set) var bt: WeightMatrix?
 
     public init(a: WeightMatrix, b: WeightMatrix, scale: Float) {
         self.a = a
@@ -71,29 +69,12 @@ public final class Adapter: @unchecked Sendable {
 
     init(routing: Routing, numExperts: Int, projections: [[AdaptedProjection?]], tokenRouter: WeightMatrix?,
          name: String, storage: [AnyObject]) {
-        // Every B also transposed, into one buffer.
-        let total = projections.joined().compactMap { $0 }.flatMap(\.experts).compactMap { $0?.b.byteCount }.reduce(0, +)
-        let transposed = ByteStorage(count: total)
-        var offset = 0
-        self.projections = projections.map { layer in
-            layer.map { projection in
-                projection.map { p in
-                    AdaptedProjection(experts: p.experts.map { pair in
-                        pair.map { pair in
-                            var pair = pair
-                            pair.bt = transpose(pair.b, into: transposed.pointer + offset)
-                            offset += pair.b.byteCount
-                            return pair
-                        }
-                    }, router: p.router)
-                }
-            }
-        }
+        self.projections = projections
         self.routing = routing
         self.numExperts = numExperts
         self.tokenRouter = tokenRouter
         self.name = name
-        self.storage = storage + [transposed]
+        self.storage = storage
         maxRank = projections.joined().compactMap { $0 }.flatMap(\.experts).compactMap { $0?.rank }.max() ?? 0
     }
 
@@ -119,15 +100,4 @@ public final class Adapter: @unchecked Sendable {
         }
         return total
     }
-}
-
-/// m [rows, cols] → [cols, rows] at `destination`, element by element (float dtypes).
-private func transpose(_ m: WeightMatrix, into destination: UnsafeMutableRawPointer) -> WeightMatrix {
-    let size = m.dtype.blockBytes
-    for r in 0..<m.rows {
-        for c in 0..<m.cols {
-            (destination + (c * m.rows + r) * size).copyMemory(from: m.row(r) + c * size, byteCount: size)
-        }
-    }
-    return WeightMatrix(data: destination, dtype: m.dtype, rows: m.cols, cols: m.rows)!
 }

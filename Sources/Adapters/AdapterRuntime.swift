@@ -4,10 +4,11 @@ import Model
 /// An adapter running inside one `InferenceSession`: routing decisions for the tokens in flight, and the adapters'
 /// share of every projection — fused into the projection's own parallel region, or (reference) as separate steps.
 ///
-/// Fused, for each adapted projection and token: every thread computes u_e = g_e·s_e·A_e x for the token's active
-/// experts itself (k·r rows — a few microseconds, and no extra parallel region), then adds B_e u_e to the output
-/// rows it owns. Prefill gathers, per expert, the tokens that chose it and runs them as one batch through A and B
-/// (as SGMV kernels do).
+/// Fused, one token: before the region of the projections that share an input, one short parallel step computes
+/// u_j = g_j·s_j·A_j x for the token's active experts (the A rows of all those projections split between the
+/// threads); inside the projection's region, the matrix-vector product of each output row adds B_j[row, :]·u_j in
+/// the same accumulator (Kernels/LowRank.swift). Prefill gathers, per expert, the tokens that chose it and runs them
+/// as one batch through A and B (as SGMV kernels do).
 ///
 /// Reference: per token and per active expert, A x and B u are separate parallel steps after the projection, the
 /// way eager frameworks run adapters; kept as a baseline and as a second implementation for tests.
@@ -39,12 +40,18 @@ public final class AdapterRuntime: ForwardAdapters {
         var experts: [Int32]
         var gates: [Float]
         let u: FloatBuffer
+        /// One token: the (B_j, u_j) the projection's matrix-vector product adds, set by `prepare`.
+        let terms: UnsafeMutablePointer<LowRankTerm>
+        var termCount = 0
 
         init(chunk: Int, k: Int, maxRank: Int) {
             experts = [Int32](repeating: 0, count: chunk * k)
             gates = [Float](repeating: 0, count: chunk * k)
             u = FloatBuffer(count: k * max(1, maxRank))
+            terms = .allocate(capacity: k)
         }
+
+        deinit { terms.deallocate() }
     }
 
     /// Per-thread buffers, sized for `chunk` tokens.
@@ -133,12 +140,16 @@ public final class AdapterRuntime: ForwardAdapters {
             if case .layer = adapter.routing, let router = p.router {
                 route(router, input: x, tokens: t, cols: router.cols, experts: &slot.experts, gates: &slot.gates, scratch: scratch[0])
             }
+            slot.termCount = 0
             guard t == 1 else { continue }
             let (experts, gates) = decisions(index)
             for j in 0..<k {
                 guard let pair = p.experts[Int(experts[j])] else { continue }
                 work.append((index, j, pair, gates[j] * pair.scale))
                 workRows += pair.rank
+                let u = slot.u.pointer + j * max(1, adapter.maxRank)
+                (slot.terms + slot.termCount).initialize(to: LowRankTerm(b: pair.b, u: u))
+                slot.termCount += 1
             }
         }
         guard workRows > 0 else { return }
@@ -163,19 +174,18 @@ public final class AdapterRuntime: ForwardAdapters {
         }
     }
 
+    public func decodingTerms(layer: Int, projection tensor: LayerTensor) -> UnsafeBufferPointer<LowRankTerm> {
+        let slot = slots[LayerTensor.projections.firstIndex(of: tensor)!]
+        return UnsafeBufferPointer(start: slot.terms, count: slot.termCount)
+    }
+
     public func adjust(layer: Int, projection tensor: LayerTensor, input x: UnsafePointer<Float>, tokens t: Int,
                        output y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, thread: Int) {
         guard let p = adapter.projection(layer: layer, tensor), !rows.isEmpty else { return }
-        let s = scratch[thread]
-        let index = LayerTensor.projections.firstIndex(of: tensor)!
-        let (experts, gates) = decisions(index)
+        let (experts, gates) = decisions(LayerTensor.projections.firstIndex(of: tensor)!)
         experts.withUnsafeBufferPointer { experts in
             gates.withUnsafeBufferPointer { gates in
-                if t == 1 {
-                    addOutputSide(p, slots[index], y, rows, experts: experts, s)
-                } else {
-                    addTokens(p, x, t, y, ldy, rows, experts: experts, gates: gates, s)
-                }
+                addTokens(p, x, t, y, ldy, rows, experts: experts, gates: gates, scratch[thread])
             }
         }
     }
@@ -236,15 +246,6 @@ public final class AdapterRuntime: ForwardAdapters {
     }
 
     // MARK: Fused arithmetic
-
-    /// One token: y[rows] += B_j u_j for each active expert, with u_j from `prepare`.
-    private func addOutputSide(_ p: AdaptedProjection, _ slot: Slot, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
-                               experts: UnsafeBufferPointer<Int32>, _: Scratch) {
-        for j in 0..<k {
-            guard let pair = p.experts[Int(experts[j])] else { continue }
-            accumulateColumns(pair.bt!, slot.u.pointer + j * max(1, adapter.maxRank), y, columns: rows)
-        }
-    }
 
     /// T tokens: per expert, the tokens that chose it gathered into one batch: U = X_e A_eᵀ (scaled by each
     /// token's gate), then y[token, rows] += U B_eᵀ.

@@ -93,6 +93,10 @@ public final class MergedAdapters: ForwardAdapters {
         if !usesCopies { fused.prepare(layer: layer, projections: projections, input: x, tokens: tokens, pool: pool) }
     }
 
+    public func decodingTerms(layer: Int, projection: LayerTensor) -> UnsafeBufferPointer<LowRankTerm> {
+        usesCopies ? .init(start: nil, count: 0) : fused.decodingTerms(layer: layer, projection: projection)
+    }
+
     public func adjust(layer: Int, projection: LayerTensor, input x: UnsafePointer<Float>, tokens: Int,
                        output y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, thread: Int) {
         fused.adjust(layer: layer, projection: projection, input: x, tokens: tokens, output: y, ldy: ldy, rows: rows, thread: thread)

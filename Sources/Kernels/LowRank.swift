@@ -1,54 +1,47 @@
-// The output side of a low-rank update, y += B u with B [n, r], for one token: B is kept transposed (Bᵀ [r, n],
-// row-major), so each of its r rows adds a scaled slice of y — contiguous loads and FMAs, no horizontal sums
-// (rows of B are only r long, and a dot product per output row would cost more in reductions than in reads).
+// The output side of a low-rank update, y += B u with B [n, r], for one token, computed inside the matrix-vector
+// product of the base matrix whose rows it adds to: for output row i, B's row i (r elements — one cache line at
+// rank 16 in f32) is multiplied by u in the same SIMD accumulator as the base row's products, so the B matrices are
+// read as a few more sequential streams beside the base matrix and share its horizontal sum. Read on their own,
+// in a pass of their own, the same bytes cost twice as long (short streams, a start-up each).
 
-/// y[c] += Σ_q u[q] · m[q, c] for c in `columns`. m: [r, n] (r = m.rows), in any float dtype; u: [r].
-public func accumulateColumns(_ m: WeightMatrix, _ u: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                              columns: Range<Int>) {
-    guard !columns.isEmpty else { return }
-    switch m.dtype {
-    case .f32: accumulate(m, u, y, columns, F32Elements.self)
-    case .f16: accumulate(m, u, y, columns, F16Elements.self)
-    case .bf16: accumulate(m, u, y, columns, BF16Elements.self)
-    case .q8_0, .q4_0, .q4_1:
-        preconditionFailure("low-rank factors are stored as floats")
+/// One term y[i] += B[i, :] · u of a matrix-vector product: B [rows of the base matrix, r] in a float dtype, u [r].
+public struct LowRankTerm {
+    public let b: WeightMatrix
+    public let u: UnsafePointer<Float>
+
+    public init(b: WeightMatrix, u: UnsafePointer<Float>) {
+        precondition(!b.dtype.isQuantized, "low-rank factors are stored as floats")
+        self.b = b
+        self.u = u
     }
 }
 
-private func accumulate<E: FloatElements>(_ m: WeightMatrix, _ u: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                                          _ columns: Range<Int>, _: E.Type) {
-    let r = m.rows
-    var c = columns.lowerBound
-    let end = columns.upperBound
-    while c + 64 <= end {
-        let yp = UnsafeMutableRawPointer(y + c)
-        var a0 = yp.loadUnaligned(as: SIMD16<Float>.self)
-        var a1 = yp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-        var a2 = yp.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
-        var a3 = yp.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
-        for q in 0..<r {
-            let row = m.row(q), s = SIMD16<Float>(repeating: u[q])
-            a0.addProduct(s, E.load16(row, c))
-            a1.addProduct(s, E.load16(row, c + 16))
-            a2.addProduct(s, E.load16(row, c + 32))
-            a3.addProduct(s, E.load16(row, c + 48))
+/// Σ over `terms` of B[row, :] · u: the 16-lane part added into `acc`, the rest returned.
+@inline(__always)
+func addLowRankRow(_ terms: UnsafeBufferPointer<LowRankTerm>, _ row: Int, into acc: inout SIMD16<Float>) -> Float {
+    var tail: Float = 0
+    for term in terms {
+        switch term.b.dtype {
+        case .f32: tail += lowRankRow(term, row, &acc, F32Elements.self)
+        case .f16: tail += lowRankRow(term, row, &acc, F16Elements.self)
+        default: tail += lowRankRow(term, row, &acc, BF16Elements.self)
         }
-        yp.storeBytes(of: a0, as: SIMD16<Float>.self)
-        yp.storeBytes(of: a1, toByteOffset: 64, as: SIMD16<Float>.self)
-        yp.storeBytes(of: a2, toByteOffset: 128, as: SIMD16<Float>.self)
-        yp.storeBytes(of: a3, toByteOffset: 192, as: SIMD16<Float>.self)
-        c += 64
     }
-    while c + 16 <= end {
-        var a = UnsafeRawPointer(y + c).loadUnaligned(as: SIMD16<Float>.self)
-        for q in 0..<r { a.addProduct(SIMD16(repeating: u[q]), E.load16(m.row(q), c)) }
-        UnsafeMutableRawPointer(y + c).storeBytes(of: a, as: SIMD16<Float>.self)
+    return tail
+}
+
+@inline(__always)
+private func lowRankRow<E: FloatElements>(_ term: LowRankTerm, _ row: Int, _ acc: inout SIMD16<Float>, _: E.Type) -> Float {
+    let p = term.b.row(row), r = term.b.cols, u = term.u
+    var c = 0
+    while c + 16 <= r {
+        acc.addProduct(E.load16(p, c), load16(u, c))
         c += 16
     }
-    while c < end {
-        var a = y[c]
-        for q in 0..<r { a += u[q] * E.load1(m.row(q), c) }
-        y[c] = a
+    var tail: Float = 0
+    while c < r {
+        tail += E.load1(p, c) * u[c]
         c += 1
     }
+    return tail
 }

@@ -14,27 +14,37 @@
 /// Floats of per-thread scratch that `matvec` needs for rows of `cols` inputs.
 public func matvecScratchCount(cols: Int) -> Int { cols + cols / 32 + 16 }
 
-/// y[r] = W[r, :] · x for every r in `rows`. x: [w.cols]; y is indexed by absolute row; `scratch` holds
-/// `matvecScratchCount(cols: w.cols)` floats (used by the quantized kernels).
+/// y[r] = W[r, :] · x + Σ_j B_j[r, :] · u_j for every r in `rows`: the low-rank `terms` (adapters' output sides,
+/// see LowRank.swift) are added row by row in the same pass. x: [w.cols]; y is indexed by absolute row; `scratch`
+/// holds `matvecScratchCount(cols: w.cols)` floats (used by the quantized kernels).
 public func matvec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>,
-                   scratch: UnsafeMutablePointer<Float>) {
+                   scratch: UnsafeMutablePointer<Float>, adding terms: UnsafeBufferPointer<LowRankTerm> = .init(start: nil, count: 0)) {
     guard !rows.isEmpty else { return }
     switch w.dtype {
-    case .f32: floatRows(w, x, y, rows, F32Elements.self)
-    case .f16: floatRows(w, x, y, rows, F16Elements.self)
-    case .bf16: floatRows(w, x, y, rows, BF16Elements.self)
+    case .f32: floatRows(w, x, y, rows, terms, F32Elements.self)
+    case .f16: floatRows(w, x, y, rows, terms, F16Elements.self)
+    case .bf16: floatRows(w, x, y, rows, terms, BF16Elements.self)
     case .q8_0:
         prepareBlockInput(x, count: w.cols, into: scratch)
-        q8Rows(w, scratch, y, rows)
+        q8Rows(w, scratch, y, rows, terms)
     case .q4_0, .q4_1:
         #if arch(x86_64)
         prepareInt16Input(x, count: w.cols, into: scratch)
-        q4RowsInt16(w, scratch, y, rows)
+        q4RowsInt16(w, scratch, y, rows, terms)
         #else
         prepareBlockInput(x, count: w.cols, into: scratch)
-        q4Rows(w, scratch, y, rows)
+        q4Rows(w, scratch, y, rows, terms)
         #endif
     }
+}
+
+/// Σ_j B_j[r, :] · u_j for one row, with its own horizontal sum (the quantized kernels).
+@inline(__always)
+func lowRankSum(_ terms: UnsafeBufferPointer<LowRankTerm>, _ r: Int) -> Float {
+    guard !terms.isEmpty else { return 0 }
+    var acc = SIMD16<Float>()
+    let tail = addLowRankRow(terms, r, into: &acc)
+    return horizontalSum(acc) + tail
 }
 
 // MARK: - Float element types
@@ -73,12 +83,13 @@ enum BF16Elements: FloatElements {
 }
 
 @inline(__always)
-private func load16(_ x: UnsafePointer<Float>, _ i: Int) -> SIMD16<Float> {
+func load16(_ x: UnsafePointer<Float>, _ i: Int) -> SIMD16<Float> {
     UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
 }
 
 private func floatRows<E: FloatElements>(
-    _ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>, _: E.Type
+    _ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
+    _ terms: UnsafeBufferPointer<LowRankTerm>, _: E.Type
 ) {
     let n = w.cols, body = n & ~15
     for r in rows {
@@ -91,7 +102,8 @@ private func floatRows<E: FloatElements>(
             i += 32
         }
         if i < body { a0.addProduct(E.load16(p, i), load16(x, i)); i += 16 }
-        var s = horizontalSum(a0 + a1)
+        let tail = terms.isEmpty ? 0 : addLowRankRow(terms, r, into: &a1)
+        var s = horizontalSum(a0 + a1) + tail
         while i < n { s += E.load1(p, i) * x[i]; i += 1 }
         y[r] = s
     }
@@ -170,7 +182,8 @@ private func loadLanes(_ xp: UnsafePointer<Float>, _ b: Int) -> (SIMD8<Float>, S
 
 /// Q8_0: with S_b = Σ (1 + (q + 128)/256)·x over block b, Σ d·q·x = 256·d·S_b − 384·d·Σx_b.
 /// `xp` is x laid out by `prepareBlockInput`.
-private func q8Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
+private func q8Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
+                    _ terms: UnsafeBufferPointer<LowRankTerm>) {
     let blocks = w.cols / 32, sums = xp + w.cols
     for r in rows {
         let p = w.row(r)
@@ -193,23 +206,24 @@ private func q8Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMu
             a0.addProduct(q8BlockSum(p + o + 2, x0, x1, x2, x3), SIMD8(repeating: d))
             c += d * sums[b]
         }
-        y[r] = 256 * horizontalSum(a0 + a1) - 384 * c
+        y[r] = 256 * horizontalSum(a0 + a1) - 384 * c + lowRankSum(terms, r)
     }
 }
 
 /// Q4_0 and Q4_1: with S_b = Σ (1 + q/16)·x over block b, Σ (d·q + m)·x = 16·d·S_b + (m − 16·d)·Σx_b,
 /// where m = −8·d for Q4_0 and the stored minimum for Q4_1. `xp` is x laid out by `prepareBlockInput`.
-private func q4Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
+private func q4Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
+                    _ terms: UnsafeBufferPointer<LowRankTerm>) {
     if w.dtype == .q4_1 {
-        q4Rows(w, xp, y, rows, quants: 4) { p, d in scale(p, 2) - 16 * d }
+        q4Rows(w, xp, y, rows, terms, quants: 4) { p, d in scale(p, 2) - 16 * d }
     } else {
-        q4Rows(w, xp, y, rows, quants: 2) { _, d in -24 * d }
+        q4Rows(w, xp, y, rows, terms, quants: 2) { _, d in -24 * d }
     }
 }
 
 @inline(__always)
 private func q4Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
-                    quants: Int, offsetTerm: (UnsafeRawPointer, Float) -> Float) {
+                    _ terms: UnsafeBufferPointer<LowRankTerm>, quants: Int, offsetTerm: (UnsafeRawPointer, Float) -> Float) {
     let blocks = w.cols / 32, sums = xp + w.cols, stride = w.dtype.blockBytes
     for r in rows {
         let p = w.row(r)
@@ -232,6 +246,6 @@ private func q4Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMu
             a0.addProduct(q4BlockSum(p + o + quants, x0, x1, x2, x3), SIMD8(repeating: d))
             c += offsetTerm(p + o, d) * sums[b]
         }
-        y[r] = 16 * horizontalSum(a0 + a1) + c
+        y[r] = 16 * horizontalSum(a0 + a1) + c + lowRankSum(terms, r)
     }
 }

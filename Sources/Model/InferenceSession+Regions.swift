@@ -107,15 +107,22 @@ extension InferenceSession {
         let t = step.tokens
         let rows = (range.lowerBound - offset)..<(range.upperBound - offset)
         let out = linear.outputs
-        matmul(linear.weight, x, tokens: t, y, ldy: out, rows: rows, scratch: tiles[thread].pointer)
+        let adapted = step.fused && adapters?.adapts(layer: step.layer, projection: tensor) == true
+        if t == 1 {
+            // One token: the adapters' output sides ride along in the matrix-vector pass.
+            let terms = adapted ? adapters!.decodingTerms(layer: step.layer, projection: tensor) : .init(start: nil, count: 0)
+            matvec(linear.weight, x, y, rows: rows, scratch: tiles[thread].pointer, adding: terms)
+        } else {
+            matmul(linear.weight, x, tokens: t, y, ldy: out, rows: rows, scratch: tiles[thread].pointer)
+        }
         if let bias = linear.bias {
             for i in 0..<t {
                 addInPlace(y + i * out + rows.lowerBound, bias.pointer + rows.lowerBound, count: rows.count)
             }
         }
-        if step.fused, let adapters, adapters.adapts(layer: step.layer, projection: tensor) {
-            adapters.adjust(layer: step.layer, projection: tensor, input: x, tokens: t, output: y, ldy: out, rows: rows,
-                            thread: thread)
+        if adapted, t > 1 {
+            adapters!.adjust(layer: step.layer, projection: tensor, input: x, tokens: t, output: y, ldy: out, rows: rows,
+                             thread: thread)
         }
     }
 
