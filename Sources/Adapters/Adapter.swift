@@ -10,6 +10,9 @@ public struct LowRankPair: @unchecked Sendable {
     /// [out, r]
     public let b: WeightMatrix
     public let scale: Float
+    /// Aᵀ [in, r], same dtype: the layout in which one token's input side is computed a share of inputs at a time
+    /// (see `partialLowRankInput`); set by `Adapter`.
+    public internal(set) var at: WeightMatrix?
 
     public init(a: WeightMatrix, b: WeightMatrix, scale: Float) {
         self.a = a
@@ -69,12 +72,29 @@ public final class Adapter: @unchecked Sendable {
 
     init(routing: Routing, numExperts: Int, projections: [[AdaptedProjection?]], tokenRouter: WeightMatrix?,
          name: String, storage: [AnyObject]) {
-        self.projections = projections
+        // Every A also transposed, into one buffer.
+        let total = projections.joined().compactMap { $0 }.flatMap(\.experts).compactMap { $0?.a.byteCount }.reduce(0, +)
+        let transposed = ByteStorage(count: total)
+        var offset = 0
+        self.projections = projections.map { layer in
+            layer.map { projection in
+                projection.map { p in
+                    AdaptedProjection(experts: p.experts.map { pair in
+                        pair.map { pair in
+                            var pair = pair
+                            pair.at = transpose(pair.a, into: transposed.pointer + offset)
+                            offset += pair.a.byteCount
+                            return pair
+                        }
+                    }, router: p.router)
+                }
+            }
+        }
         self.routing = routing
         self.numExperts = numExperts
         self.tokenRouter = tokenRouter
         self.name = name
-        self.storage = storage
+        self.storage = storage + [transposed]
         maxRank = projections.joined().compactMap { $0 }.flatMap(\.experts).compactMap { $0?.rank }.max() ?? 0
     }
 
@@ -99,5 +119,24 @@ public final class Adapter: @unchecked Sendable {
             }
         }
         return total
+    }
+}
+
+/// m [rows, cols] → [cols, rows] at `destination` (float dtypes).
+private func transpose(_ m: WeightMatrix, into destination: UnsafeMutableRawPointer) -> WeightMatrix {
+    switch m.dtype.blockBytes {
+    case 4: transpose(m, into: destination, as: UInt32.self)
+    default: transpose(m, into: destination, as: UInt16.self)
+    }
+    return WeightMatrix(data: destination, dtype: m.dtype, rows: m.cols, cols: m.rows)!
+}
+
+private func transpose<T>(_ m: WeightMatrix, into destination: UnsafeMutableRawPointer, as _: T.Type) {
+    let out = destination.assumingMemoryBound(to: T.self)
+    for r in 0..<m.rows {
+        let row = m.row(r)
+        for c in 0..<m.cols {
+            out[c * m.rows + r] = row.loadUnaligned(fromByteOffset: c * MemoryLayout<T>.stride, as: T.self)
+        }
     }
 }

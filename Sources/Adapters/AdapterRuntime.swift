@@ -35,6 +35,9 @@ public final class AdapterRuntime: ForwardAdapters {
     var workRows = 0
     var workInput: UnsafePointer<Float>?
     lazy var inputRegion = ParallelJob { [unowned self] thread in self.computeInputSide(thread: thread) }
+    /// `foldInput`'s x ∘ norm, each thread writing its own inputs.
+    let folded: FloatBuffer
+    let eps: Float
 
     final class Slot {
         var experts: [Int32]
@@ -43,12 +46,20 @@ public final class AdapterRuntime: ForwardAdapters {
         /// One token: the (B_j, u_j) the projection's matrix-vector product adds, set by `prepare`.
         let terms: UnsafeMutablePointer<LowRankTerm>
         var termCount = 0
+        /// `foldInput`'s per-thread partial products [threads, k, maxRank] and partial Σx² [threads], the layer
+        /// they were made for (-1: none pending), and whether the input was normalized.
+        let partials: FloatBuffer
+        let squares: FloatBuffer
+        var foldedLayer = -1
+        var foldedNorm = false
 
-        init(chunk: Int, k: Int, maxRank: Int) {
+        init(chunk: Int, k: Int, maxRank: Int, threads: Int) {
             experts = [Int32](repeating: 0, count: chunk * k)
             gates = [Float](repeating: 0, count: chunk * k)
             u = FloatBuffer(count: k * max(1, maxRank))
             terms = .allocate(capacity: k)
+            partials = FloatBuffer(count: threads * k * max(1, maxRank))
+            squares = FloatBuffer(count: threads * 16) // a cache line per thread
         }
 
         deinit { terms.deallocate() }
@@ -96,7 +107,11 @@ public final class AdapterRuntime: ForwardAdapters {
             Scratch(chunk: chunk, k: max(1, adapter.routing.topK), n: max(1, adapter.numExperts), maxRank: adapter.maxRank,
                     maxIn: widest, maxOut: widest)
         }
-        slots = LayerTensor.projections.map { _ in Slot(chunk: chunk, k: max(1, adapter.routing.topK), maxRank: adapter.maxRank) }
+        slots = LayerTensor.projections.map { _ in
+            Slot(chunk: chunk, k: max(1, adapter.routing.topK), maxRank: adapter.maxRank, threads: threads)
+        }
+        folded = FloatBuffer(count: widest)
+        eps = c.rmsNormEps
         work.reserveCapacity(3 * max(1, k))
         if case .fixed(let gates) = adapter.routing {
             for t in 0..<chunk {
@@ -141,13 +156,20 @@ public final class AdapterRuntime: ForwardAdapters {
                 route(router, input: x, tokens: t, cols: router.cols, experts: &slot.experts, gates: &slot.gates, scratch: scratch[0])
             }
             slot.termCount = 0
+            let wasFolded = slot.foldedLayer == layer
+            slot.foldedLayer = -1
             guard t == 1 else { continue }
             let (experts, gates) = decisions(index)
+            let width = max(1, adapter.maxRank)
             for j in 0..<k {
                 guard let pair = p.experts[Int(experts[j])] else { continue }
-                work.append((index, j, pair, gates[j] * pair.scale))
-                workRows += pair.rank
-                let u = slot.u.pointer + j * max(1, adapter.maxRank)
+                let u = slot.u.pointer + j * width
+                if wasFolded {
+                    sumFolded(slot, j, rank: pair.rank, gate: gates[j] * pair.scale, into: u)
+                } else {
+                    work.append((index, j, pair, gates[j] * pair.scale))
+                    workRows += pair.rank
+                }
                 (slot.terms + slot.termCount).initialize(to: LowRankTerm(b: pair.b, u: u))
                 slot.termCount += 1
             }
@@ -171,6 +193,53 @@ public final class AdapterRuntime: ForwardAdapters {
                 for q in local { u[q] *= item.gate }
             }
             start += item.pair.rank
+        }
+    }
+
+    public func foldInput(layer: Int, projections: [LayerTensor], source: UnsafePointer<Float>, norm: UnsafePointer<Float>?,
+                          inputs: Range<Int>, thread: Int) {
+        if case .layer = adapter.routing { return } // its experts are known only once the router has seen all inputs
+        var x = source
+        var squares: Float = 0
+        if let norm {
+            let xw = folded.pointer
+            for i in inputs {
+                xw[i] = source[i] * norm[i]
+                squares += source[i] * source[i]
+            }
+            x = UnsafePointer(xw)
+        }
+        let width = max(1, adapter.maxRank)
+        chunkExperts.withUnsafeBufferPointer { experts in
+            for tensor in projections {
+                guard let p = adapter.projection(layer: layer, tensor) else { continue }
+                let slot = slots[LayerTensor.projections.firstIndex(of: tensor)!]
+                slot.squares.pointer[16 * thread] = squares
+                for j in 0..<k {
+                    guard let pair = p.experts[Int(experts[j])] else { continue }
+                    partialLowRankInput(pair.at!, x, inputs: inputs, into: slot.partials.pointer + (thread * k + j) * width)
+                }
+                if thread == 0 {
+                    slot.foldedLayer = layer
+                    slot.foldedNorm = norm != nil
+                }
+            }
+        }
+    }
+
+    /// u = gate·A x from the threads' partial products of expert slot `j` (divided by rms(x) for a normalized input).
+    private func sumFolded(_ slot: Slot, _ j: Int, rank: Int, gate: Float, into u: UnsafeMutablePointer<Float>) {
+        let width = max(1, adapter.maxRank)
+        var g = gate
+        if slot.foldedNorm {
+            var squares: Float = 0
+            for thread in 0..<threads { squares += slot.squares.pointer[16 * thread] }
+            g /= (squares / Float(hidden) + eps).squareRoot()
+        }
+        for q in 0..<rank {
+            var sum: Float = 0
+            for thread in 0..<threads { sum += slot.partials.pointer[(thread * k + j) * width + q] }
+            u[q] = g * sum
         }
     }
 

@@ -93,6 +93,13 @@ public final class MergedAdapters: ForwardAdapters {
         if !usesCopies { fused.prepare(layer: layer, projections: projections, input: x, tokens: tokens, pool: pool) }
     }
 
+    public func foldInput(layer: Int, projections: [LayerTensor], source: UnsafePointer<Float>, norm: UnsafePointer<Float>?,
+                          inputs: Range<Int>, thread: Int) {
+        if !usesCopies {
+            fused.foldInput(layer: layer, projections: projections, source: source, norm: norm, inputs: inputs, thread: thread)
+        }
+    }
+
     public func decodingTerms(layer: Int, projection: LayerTensor) -> UnsafeBufferPointer<LowRankTerm> {
         usesCopies ? .init(start: nil, count: 0) : fused.decodingTerms(layer: layer, projection: projection)
     }

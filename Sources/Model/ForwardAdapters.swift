@@ -25,6 +25,15 @@ public protocol ForwardAdapters: AnyObject {
     /// parallel region of their own, so that the projection's region only adds the output side.
     func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens: Int, pool: ThreadPool)
 
+    /// One token, inside the parallel region that finishes the input of `projections` of `layer`, on thread
+    /// `thread`, once `source[inputs]` — this thread's share — is final: the adapters may start their input-side
+    /// products on those inputs (partial products that `prepare` adds up, with no parallel region of its own). The
+    /// input is `source` itself when `norm` is nil, else RMSNorm(source) with weights `norm`: by the norm's
+    /// linearity, A·RMSNorm(x) = A·(x ∘ norm) / rms(x), so each share gives a partial product and a partial Σx².
+    /// An implementation may ignore the call; its `prepare` then computes the products itself.
+    func foldInput(layer: Int, projections: [LayerTensor], source: UnsafePointer<Float>, norm: UnsafePointer<Float>?,
+                   inputs: Range<Int>, thread: Int)
+
     /// Whether `projection` of `layer` has adapters (the session skips the calls below otherwise).
     func adapts(layer: Int, projection: LayerTensor) -> Bool
 

@@ -144,27 +144,47 @@ extension InferenceSession {
         project(.v, w.v, xn.pointer, v.pointer, range.clamped(to: (qd + kd)..<(qd + 2 * kd)), offset: qd + kd, thread: thread)
     }
 
-    /// o projection and (fused) the residual add, by rows of D.
+    /// o projection and (fused) the residual add, by rows of D; then the adapters' start on gate and up's input.
     func output(thread: Int) {
+        let w = step.weights!
         let range = rows(c.hiddenSize, thread)
-        project(.o, step.weights!.o, attention.pointer, delta.pointer, range, offset: 0, thread: thread)
-        if step.fused { addRows(delta.pointer, into: x.pointer, columns: range) }
+        project(.o, w.o, attention.pointer, delta.pointer, range, offset: 0, thread: thread)
+        guard step.fused else { return }
+        addRows(delta.pointer, into: x.pointer, columns: range)
+        foldAdapterInput(layer: step.layer, Self.mlpInputs, x.pointer, norm: w.mlpNorm.pointer, range, thread: thread)
     }
 
-    /// gate and up for the same rows of F, then (fused) SiLU(gate)·up in place of gate.
+    /// gate and up for the same rows of F, then (fused) SiLU(gate)·up in place of gate and the adapters' start on
+    /// down's input.
     func gateUp(thread: Int) {
         let w = step.weights!
         let range = rows(c.intermediateSize, thread)
         project(.gate, w.gate, xn.pointer, gate.pointer, range, offset: 0, thread: thread)
         project(.up, w.up, xn.pointer, up.pointer, range, offset: 0, thread: thread)
-        if step.fused { activate(range) }
+        guard step.fused else { return }
+        activate(range)
+        foldAdapterInput(layer: step.layer, Self.downInputs, gate.pointer, norm: nil, range, thread: thread)
     }
 
-    /// down projection and (fused) the residual add, by rows of D.
+    /// down projection and (fused) the residual add, by rows of D; then the adapters' start on the next layer's
+    /// q, k and v.
     func down(thread: Int) {
         let range = rows(c.hiddenSize, thread)
         project(.down, step.weights!.down, gate.pointer, delta.pointer, range, offset: 0, thread: thread)
-        if step.fused { addRows(delta.pointer, into: x.pointer, columns: range) }
+        guard step.fused else { return }
+        addRows(delta.pointer, into: x.pointer, columns: range)
+        let next = step.layer + 1
+        guard next < c.numHiddenLayers else { return }
+        foldAdapterInput(layer: next, Self.attentionInputs, x.pointer,
+                         norm: model.weights.layers[next].attentionNorm.pointer, range, thread: thread)
+    }
+
+    /// One token with fused adapters: hands this thread's final share of the next projections' input to them.
+    @inline(__always)
+    private func foldAdapterInput(layer: Int, _ projections: [LayerTensor], _ source: UnsafePointer<Float>,
+                                  norm: UnsafePointer<Float>?, _ inputs: Range<Int>, thread: Int) {
+        guard step.tokens == 1, let adapters else { return }
+        adapters.foldInput(layer: layer, projections: projections, source: source, norm: norm, inputs: inputs, thread: thread)
     }
 
     /// Unfused: x += delta, by rows of D.
