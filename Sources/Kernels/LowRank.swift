@@ -18,34 +18,42 @@ public struct LowRankTerm {
     }
 }
 
-/// Σ over `terms` of B[row, :] · u: the 16-lane part added into `acc`, the rest returned.
+/// Σ over `terms` (all of element type E) of B[row, :] · u: the 16-lane part added into `acc`, the rest returned.
 @inline(__always)
-func addLowRankRow(_ terms: UnsafeBufferPointer<LowRankTerm>, _ row: Int, into acc: inout SIMD16<Float>) -> Float {
+func addLowRankRow<E: FloatElements>(_ terms: UnsafeBufferPointer<LowRankTerm>, _ row: Int, into acc: inout SIMD16<Float>,
+                                     _: E.Type) -> Float {
     var tail: Float = 0
     for term in terms {
-        switch term.b.dtype {
-        case .f32: tail += lowRankRow(term, row, &acc, F32Elements.self)
-        case .f16: tail += lowRankRow(term, row, &acc, F16Elements.self)
-        default: tail += lowRankRow(term, row, &acc, BF16Elements.self)
+        let p = term.b.row(row), r = term.b.cols, u = term.u
+        var c = 0
+        while c + 16 <= r {
+            acc.addProduct(E.load16(p, c), load16(u, c))
+            c += 16
+        }
+        while c < r {
+            tail += E.load1(p, c) * u[c]
+            c += 1
         }
     }
     return tail
 }
 
-@inline(__always)
-private func lowRankRow<E: FloatElements>(_ term: LowRankTerm, _ row: Int, _ acc: inout SIMD16<Float>, _: E.Type) -> Float {
-    let p = term.b.row(row), r = term.b.cols, u = term.u
-    var c = 0
-    while c + 16 <= r {
-        acc.addProduct(E.load16(p, c), load16(u, c))
-        c += 16
+/// y[r] += Σ over `terms` of B[r, :] · u for r in `rows`, a pass of its own: terms whose element type differs from
+/// the first term's (a rare mix of adapters), which the matrix-vector kernels do not take.
+func addLowRankRows(_ terms: UnsafeBufferPointer<LowRankTerm>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>) {
+    for t in terms.indices {
+        let one = UnsafeBufferPointer(rebasing: terms[t...t])
+        for r in rows {
+            var acc = SIMD16<Float>()
+            let tail: Float
+            switch one[0].b.dtype {
+            case .f32: tail = addLowRankRow(one, r, into: &acc, F32Elements.self)
+            case .f16: tail = addLowRankRow(one, r, into: &acc, F16Elements.self)
+            default: tail = addLowRankRow(one, r, into: &acc, BF16Elements.self)
+            }
+            y[r] += horizontalSum(acc) + tail
+        }
     }
-    var tail: Float = 0
-    while c < r {
-        tail += E.load1(p, c) * u[c]
-        c += 1
-    }
-    return tail
 }
 
 /// The input side: u[q] = Σ_{i ∈ inputs} x[i] · Aᵀ[i, q] over a range of the inputs, with A kept transposed

@@ -1,0 +1,69 @@
+import Testing
+@testable import Kernels
+
+// The two sides of a low-rank update for one token: B·u added inside matvec's rows, and A x from Aᵀ in shares of
+// the inputs — against float64 sums of the stored values.
+
+@Suite("low-rank terms")
+struct LowRankTests {
+    /// matvec(W) + Σ_j B_j u_j for every base type, terms of one or mixed float types, ranks that are and are not
+    /// multiples of 16.
+    @Test(arguments: DType.allCases, [[DType.f32], [.f16, .f16], [.bf16], [.f16, .f32, .f16]])
+    func termsRideInMatVec(dtype: DType, termTypes: [DType]) {
+        let rows = 37, cols = 576
+        let base = OwnedMatrix(rows: rows, cols: cols, dtype: dtype, seed: 1)
+        let x = randomFloats(cols, seed: 2)
+        let ranks = [16, 8, 20, 32]
+        let bs = termTypes.enumerated().map { j, type in
+            OwnedMatrix(rows: rows, cols: ranks[j % ranks.count], dtype: type, seed: UInt64(10 + j), misaligned: j % 2 == 1)
+        }
+        let us = bs.enumerated().map { j, b in randomFloats(b.matrix.cols, in: -3...3, seed: UInt64(20 + j)) }
+        let uBuffers = us.map { GuardedFloats($0) }
+        let terms = zip(bs, uBuffers).map { LowRankTerm(b: $0.matrix, u: UnsafePointer($1.pointer)) }
+        let y = GuardedFloats(count: rows)
+        let scratch = FloatBuffer(count: matvecScratchCount(cols: cols))
+        let range = 3..<rows
+        terms.withUnsafeBufferPointer { matvec(base.matrix, x, y.pointer, rows: range, scratch: scratch.pointer, adding: $0) }
+        #expect(y.guardsIntact)
+        for r in 0..<rows {
+            guard range.contains(r) else {
+                #expect(y.pointer[r] == GuardedFloats.sentinel, "row \(r) outside \(range) was written")
+                continue
+            }
+            var (expected, magnitude) = naiveRow(base.reference, row: r, cols: cols, x)
+            for (b, u) in zip(bs, us) {
+                let (value, size) = naiveRow(b.reference, row: r, cols: b.matrix.cols, u)
+                expected += value
+                magnitude += size
+            }
+            let error = abs(Double(y.pointer[r]) - expected)
+            #expect(error <= dotTolerance(dtype) * magnitude + 1e-30,
+                    "\(dtype) + \(termTypes) row \(r): \(y.pointer[r]) vs \(expected)")
+        }
+    }
+
+    /// Shares of the inputs, each through `partialLowRankInput`, add up to A x.
+    @Test(arguments: [DType.f32, .f16, .bf16], [16, 8, 20, 48])
+    func inputSideInShares(dtype: DType, rank: Int) {
+        let inputs = 577
+        let at = OwnedMatrix(rows: inputs, cols: rank, dtype: dtype, seed: UInt64(rank), misaligned: rank == 20)
+        let x = randomFloats(inputs, seed: 3)
+        let shares = [0..<288, 288..<289, 289..<inputs, 5..<5]
+        var total = [Double](repeating: 0, count: rank)
+        for share in shares {
+            let u = GuardedFloats(count: rank)
+            partialLowRankInput(at.matrix, x, inputs: share, into: u.pointer)
+            #expect(u.guardsIntact)
+            for q in 0..<rank { total[q] += Double(u.pointer[q]) }
+        }
+        for q in 0..<rank {
+            var expected = 0.0, magnitude = 0.0
+            for i in 0..<inputs {
+                let term = Double(at.reference[i * rank + q]) * Double(x[i])
+                expected += term
+                magnitude += abs(term)
+            }
+            #expect(abs(total[q] - expected) <= 1e-6 * magnitude, "\(dtype) rank \(rank) u[\(q)]: \(total[q]) vs \(expected)")
+        }
+    }
+}
