@@ -188,7 +188,7 @@ public final class GGUFFile: TensorSource, @unchecked Sendable {
             }
             let n = Int(count)
             // Large arrays (a vocabulary: tens of thousands of strings and scores) stay in the mapped file and are
-            // decoded when read; only string offsets are kept.
+            // decoded as they are read (GGUFArray).
             if let size = fixedSize(elementType) {
                 guard let kind = GGUFArray.ScalarKind(type: elementType) else {
                     throw FormatError.malformed(file: path, detail: "'\(key)' has unknown element type \(elementType)")
@@ -201,13 +201,9 @@ public final class GGUFFile: TensorSource, @unchecked Sendable {
                 return .array(GGUFArray(scalars: kind, file: r.file, start: start, count: n))
             }
             if elementType == 8 {
-                var offsets: [Int] = []
-                offsets.reserveCapacity(n)
-                for _ in 0..<n {
-                    offsets.append(r.offset)
-                    _ = try readString(&r, path: path, "an element of '\(key)'")
-                }
-                return .array(GGUFArray(strings: offsets, file: r.file))
+                let start = r.offset
+                for _ in 0..<n { _ = try readString(&r, path: path, "an element of '\(key)'") }
+                return .array(GGUFArray(strings: r.file, start: start, end: r.offset, count: n))
             }
             var values: [GGUFValue] = []
             for _ in 0..<n {

@@ -27,10 +27,11 @@ public enum GGUFValue: Sendable, Equatable {
     public var arrayValue: GGUFArray? { if case .array(let a) = self { return a } else { return nil } }
 }
 
-/// A GGUF metadata array. Arrays of numbers and strings are read from the mapped file when an element is asked
-/// for (they were validated when the file was opened), so a 50,000-token vocabulary costs a table of offsets rather
-/// than 50,000 `String`s.
-public struct GGUFArray: RandomAccessCollection, Sendable, Equatable {
+/// A GGUF metadata array. Arrays of numbers and strings are read from the mapped file as they are walked (they were
+/// validated when the file was opened), so a 50,000-token vocabulary and its merges cost nothing in memory beyond
+/// the mapping: no `String`s and no table of offsets. Strings are found by walking their length prefixes, so the
+/// array is a `Collection` (each step O(1)), not random access; its index carries the element's file offset.
+public struct GGUFArray: Collection, Sendable, Equatable {
     enum ScalarKind: Equatable {
         case u8, i8, u16, i16, u32, i32, f32, bool, u64, i64, f64
 
@@ -61,41 +62,68 @@ public struct GGUFArray: RandomAccessCollection, Sendable, Equatable {
         }
     }
 
+    /// A position in the array: the element's number and, for numbers and strings, its byte offset in the file
+    /// (a string's offset is that of its length prefix).
+    public struct Index: Comparable, Sendable {
+        public let position: Int
+        let offset: Int
+
+        public static func < (a: Index, b: Index) -> Bool { a.position < b.position }
+        public static func == (a: Index, b: Index) -> Bool { a.position == b.position }
+    }
+
     private enum Storage: @unchecked Sendable {
         case values([GGUFValue])
-        case scalars(ScalarKind, MappedFile, start: Int)
-        /// Offsets of each string's length prefix in the file.
-        case strings([Int], MappedFile)
+        case scalars(ScalarKind, MappedFile)
+        case strings(MappedFile)
     }
 
     private let storage: Storage
     public let count: Int
+    public let startIndex: Index
+    public let endIndex: Index
 
     init(values: [GGUFValue]) {
         storage = .values(values)
         count = values.count
+        startIndex = Index(position: 0, offset: 0)
+        endIndex = Index(position: count, offset: 0)
     }
 
+    /// `count` scalars from byte `start` of `file`.
     init(scalars kind: ScalarKind, file: MappedFile, start: Int, count: Int) {
-        storage = .scalars(kind, file, start: start)
+        storage = .scalars(kind, file)
         self.count = count
+        startIndex = Index(position: 0, offset: start)
+        endIndex = Index(position: count, offset: start + count * kind.size)
     }
 
-    init(strings offsets: [Int], file: MappedFile) {
-        storage = .strings(offsets, file)
-        count = offsets.count
+    /// `count` length-prefixed strings in bytes `start..<end` of `file`, already validated.
+    init(strings file: MappedFile, start: Int, end: Int, count: Int) {
+        storage = .strings(file)
+        self.count = count
+        startIndex = Index(position: 0, offset: start)
+        endIndex = Index(position: count, offset: end)
     }
 
-    public var startIndex: Int { 0 }
-    public var endIndex: Int { count }
+    public func index(after i: Index) -> Index {
+        switch storage {
+        case .values:
+            return Index(position: i.position + 1, offset: 0)
+        case .scalars(let kind, _):
+            return Index(position: i.position + 1, offset: i.offset + kind.size)
+        case .strings(let file):
+            return Index(position: i.position + 1, offset: i.offset + 8 + Self.stringLength(file, at: i.offset))
+        }
+    }
 
-    public subscript(index: Int) -> GGUFValue {
-        precondition(index >= 0 && index < count, "GGUF array index \(index) out of range 0..<\(count)")
+    public subscript(index: Index) -> GGUFValue {
+        precondition(index.position >= 0 && index.position < count, "GGUF array index \(index.position) out of range 0..<\(count)")
         switch storage {
         case .values(let values):
-            return values[index]
-        case let .scalars(kind, file, start):
-            let at = start + index * kind.size
+            return values[index.position]
+        case let .scalars(kind, file):
+            let at = index.offset
             func load<T: FixedWidthInteger>(_: T.Type) -> T { T(littleEndian: file.base.loadUnaligned(fromByteOffset: at, as: T.self)) }
             switch kind {
             case .u8: return .uint(UInt64(load(UInt8.self)))
@@ -110,11 +138,14 @@ public struct GGUFArray: RandomAccessCollection, Sendable, Equatable {
             case .i64: return .int(load(Int64.self))
             case .f64: return .float(Double(bitPattern: load(UInt64.self)))
             }
-        case let .strings(offsets, file):
-            let at = offsets[index]
-            let length = Int(UInt64(littleEndian: file.base.loadUnaligned(fromByteOffset: at, as: UInt64.self)))
-            return .string(String(decoding: UnsafeRawBufferPointer(start: file.base + at + 8, count: length), as: UTF8.self))
+        case .strings(let file):
+            let length = Self.stringLength(file, at: index.offset)
+            return .string(String(decoding: UnsafeRawBufferPointer(start: file.base + index.offset + 8, count: length), as: UTF8.self))
         }
+    }
+
+    private static func stringLength(_ file: MappedFile, at offset: Int) -> Int {
+        Int(UInt64(littleEndian: file.base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
     }
 
     public static func == (lhs: GGUFArray, rhs: GGUFArray) -> Bool {

@@ -1,6 +1,7 @@
 import Foundation
 import Formats
 import Kernels
+import Text
 
 /// A loaded model: its configuration and weights, immutable and shareable. Decoding state lives in a
 /// `InferenceSession`, so one model serves any number of sessions.
@@ -39,6 +40,13 @@ public final class LanguageModel: @unchecked Sendable {
         let configuration = try ModelConfiguration(gguf: file)
         let weights = try ModelWeights(configuration: configuration, source: file, naming: .gguf, path: path)
         return LanguageModel(path: path, format: .gguf, weights: weights)
+    }
+
+    /// The model's tokenizer: from the GGUF file already mapped and parsed for the weights (not a second mapping of
+    /// it), or from the folder's tokenizer.json.
+    public func loadTokenizer() throws -> Tokenizer {
+        if let file = weights.source as? GGUFFile { return try Tokenizer(gguf: file) }
+        return try Tokenizer.load(model: path)
     }
 
     /// Number of parameters (elements of every tensor of the source).

@@ -56,7 +56,7 @@ struct GenerationArguments {
     /// Loads the model and its tokenizer and opens a session.
     func open() throws -> TextGenerator {
         let model = try LanguageModel.load(path: modelPath)
-        let tokenizer = try Tokenizer.load(model: modelPath)
+        let tokenizer = try model.loadTokenizer()
         guard tokenizer.vocabularySize <= model.configuration.vocabSize else {
             throw UsageError("\(modelPath): the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.configuration.vocabSize)")
         }

@@ -57,4 +57,17 @@ struct GenerationTests {
         #expect(throws: GenerationError.emptyPrompt) { try generator.generate(prompt: [], options: options) }
         #expect(throws: ModelError.self) { try generator.generate(prompt: Array(repeating: 3, count: 64), options: options) }
     }
+
+    /// The tokenizer a model builds from its own parsed GGUF file is the one a separate load of the file gives.
+    @Test(arguments: ["llama-f32.gguf", "qwen2-f32.gguf"])
+    func tokenizerFromTheLoadedModel(name: String) throws {
+        let path = fixtures.appendingPathComponent("models/\(name)").path
+        let fromModel = try LanguageModel.load(path: path).loadTokenizer()
+        let separate = try Tokenizer.load(model: path)
+        #expect(fromModel.pieces == separate.pieces)
+        #expect(fromModel.bosToken == separate.bosToken && fromModel.eosTokens == separate.eosTokens)
+        let text = "Hello world, 123 héllo"
+        #expect(fromModel.encode(text) == separate.encode(text))
+        #expect(try fromModel.decode(fromModel.encode(text)) == separate.decode(separate.encode(text)))
+    }
 }
