@@ -8,9 +8,17 @@ final class PieceTable: @unchecked Sendable {
     private let storage: UnsafeMutableRawBufferPointer
     private var ids: [ByteSpan: Int32] = [:]
 
-    /// `pieces[i]` is token i's text. A piece that appears twice keeps its first id.
-    init(_ pieces: [String]) {
+    /// Bytes of all pieces together: below 4 GiB, so that token spellings can be packed with 32-bit offsets.
+    let byteCount: Int
+
+    /// `pieces[i]` is token i's text. A piece that appears twice keeps its first id. `file` and `key` name where the
+    /// pieces come from, for the error when they are too large.
+    init(_ pieces: [String], file: String, key: String) throws {
         let total = pieces.reduce(0) { $0 + $1.utf8.count }
+        guard total <= Int(UInt32.max) else {
+            throw TokenizerError.invalid(file: file, key: key, detail: "the token texts take \(total) bytes (at most 4 GiB allowed)")
+        }
+        byteCount = total
         storage = .allocate(byteCount: max(1, total), alignment: 1)
         ids.reserveCapacity(pieces.count)
         var offset = 0

@@ -103,7 +103,7 @@ extension Tokenizer {
         }
 
         // Merges as token-id pairs.
-        let table = PieceTable(pieces)
+        let table = try PieceTable(pieces, file: path, key: "model.vocab")
         func id(_ piece: String) -> Int? { table.id(piece).map(Int.init) }
         var merges: [UInt64: (rank: Int32, result: Int32)] = [:]
         merges.reserveCapacity(model.merges.count)
@@ -200,7 +200,7 @@ extension Tokenizer {
         // Unknown (2), control (3) and user-defined (4) tokens are matched in the text first, as llama.cpp does.
         let added = (0..<n).filter { types[$0] == 2 || types[$0] == 3 || types[$0] == 4 }
             .map { AddedToken(content: pieces[$0], id: $0, special: types[$0] != 4) }
-        let table = PieceTable(pieces)
+        let table = try PieceTable(pieces, file: path, key: key("tokens"))
         // End of generation: EOS, EOT, and the control tokens llama.cpp recognises by name.
         let endNames: Set<String> = ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                                      "<|end_of_text|>", "</s>", "<EOT>", "<|eom_id|>"]

@@ -67,8 +67,8 @@ public final class Tokenizer: @unchecked Sendable {
     let byteTokens: [Int32]
     /// Token id of each byte's byte-level character, -1 where missing.
     let byteLevelTokens: [Int32]
-    /// The bytes each token decodes to.
-    let tokenBytes: [[UInt8]]
+    /// The bytes each token decodes to, by id.
+    let tokenBytes: PackedBytes
     let specialIDs: Set<Int>
     /// Added tokens by their first byte, longest first, for leftmost-longest matching.
     let addedByFirstByte: [UInt8: [(bytes: [UInt8], token: AddedToken)]]
@@ -116,16 +116,22 @@ public final class Tokenizer: @unchecked Sendable {
         for key in byFirst.keys { byFirst[key]!.sort { $0.bytes.count > $1.bytes.count } }
         addedByFirstByte = byFirst
         let addedContent = Dictionary(addedTokens.map { ($0.id, $0.content) }, uniquingKeysWith: { a, _ in a })
-        tokenBytes = pieces.enumerated().map { id, piece in
-            if let content = addedContent[id] { return Array(content.utf8) }
+        var tokenBytes = PackedBytes(reservingCount: pieces.count, bytes: table.byteCount)
+        for (id, piece) in pieces.enumerated() {
+            if let content = addedContent[id] {
+                tokenBytes.append(content.utf8)
+                continue
+            }
             switch algorithm {
             case .byteLevelBPE:
-                return ByteLevel.decode(piece) ?? Array(piece.utf8)
+                if let decoded = ByteLevel.decode(piece) { tokenBytes.append(decoded) } else { tokenBytes.append(piece.utf8) }
             case .sentencePieceBPE, .sentencePieceScores:
-                if let b = byteFallbackValue(piece) { return [b] }
-                return Array(piece.replacingOccurrences(of: "\u{2581}", with: " ").utf8)
+                if let b = byteFallbackValue(piece) { tokenBytes.append(CollectionOfOne(b)) } else {
+                    tokenBytes.append(piece.replacingOccurrences(of: "\u{2581}", with: " ").utf8)
+                }
             }
         }
+        self.tokenBytes = tokenBytes
     }
 
     // MARK: - Encoding
@@ -235,7 +241,7 @@ public final class Tokenizer: @unchecked Sendable {
     /// The bytes a token stands for (its text for special tokens).
     public func bytes(of token: Int) -> [UInt8] {
         guard token >= 0, token < tokenBytes.count else { return [] }
-        return tokenBytes[token]
+        return Array(tokenBytes[token])
     }
 
     public func isSpecial(_ token: Int) -> Bool { specialIDs.contains(token) }
