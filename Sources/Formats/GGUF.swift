@@ -19,6 +19,8 @@ public final class GGUFFile: TensorSource, @unchecked Sendable {
     public let metadataCount: Int
 
     private let mapped: MappedFile
+    /// Where the tensor data begins: everything before is header, metadata and tensor infos.
+    private let dataStart: Int
     private let entries: [String: TensorView]
 
     /// ggml type ids of the types we compute with.
@@ -117,6 +119,7 @@ public final class GGUFFile: TensorSource, @unchecked Sendable {
         }
 
         let dataStart = (r.offset + alignment - 1) / alignment * alignment
+        self.dataStart = dataStart
         let dataSize = max(0, mapped.size - dataStart)
         for t in infos where t.offset > dataSize || t.bytes > dataSize - t.offset {
             throw FormatError.outOfBounds(file: path, tensor: t.name,
@@ -137,6 +140,11 @@ public final class GGUFFile: TensorSource, @unchecked Sendable {
     }
 
     public func tensor(_ name: String) -> TensorView? { entries[name] }
+
+    /// Gives back the resident pages of everything before the tensor data (the metadata, megabytes with a
+    /// vocabulary), for when the configuration and tokenizer have been read from it. Reading the metadata afterwards
+    /// still works: its pages come back from the file.
+    public func releaseMetadataPages() { mapped.releasePages(before: dataStart) }
 
     // MARK: Reading values
 

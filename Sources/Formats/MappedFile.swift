@@ -31,6 +31,17 @@ public final class MappedFile: @unchecked Sendable {
 
     deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
 
+    /// Drops this process's resident pages among the first `byteCount` bytes (whole pages only; the page holding
+    /// byte `byteCount` stays) with `madvise(MADV_DONTNEED)`. The mapping is read-only and private, so nothing is
+    /// lost: a later read of those bytes pages them in again from the file.
+    public func releasePages(before byteCount: Int) {
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let length = min(byteCount, size) / pageSize * pageSize
+        guard length > 0 else { return }
+        // Advice only: on failure the pages simply stay resident.
+        _ = madvise(UnsafeMutableRawPointer(mutating: base), length, MADV_DONTNEED)
+    }
+
     /// A cursor for reading little-endian values with bounds checks, starting at `offset`.
     public func reader(at offset: Int = 0) -> ByteReader { ByteReader(file: self, offset: offset) }
 }

@@ -49,6 +49,12 @@ public final class LanguageModel: @unchecked Sendable {
         return try Tokenizer.load(model: path)
     }
 
+    /// Gives back the resident pages of a GGUF file's metadata once the configuration and tokenizer are read; a later
+    /// read of the metadata pages it in again. (Hugging Face folders keep theirs in separate, small files.)
+    public func releaseMetadataPages() {
+        (weights.source as? GGUFFile)?.releaseMetadataPages()
+    }
+
     /// Number of parameters (elements of every tensor of the source).
     public var parameterCount: Int {
         weights.source.tensorNames.reduce(0) { $0 + (weights.source.tensor($1)?.elementCount ?? 0) }

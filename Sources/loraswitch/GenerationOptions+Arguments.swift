@@ -60,6 +60,7 @@ struct GenerationArguments {
         guard tokenizer.vocabularySize <= model.configuration.vocabSize else {
             throw UsageError("\(modelPath): the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.configuration.vocabSize)")
         }
+        model.releaseMetadataPages()
         let capacity = context ?? min(model.configuration.maxPositionEmbeddings, 4096)
         let session = InferenceSession(model: model, pool: ThreadPool(threads: threads), capacity: capacity)
         unowned let observed = session

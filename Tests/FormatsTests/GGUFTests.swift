@@ -33,6 +33,24 @@ struct GGUFFixtureTests {
         }
     }
 
+    /// Releasing the metadata's pages loses nothing: the metadata reads the same afterwards (paged in again from
+    /// the file), and so do the tensors. smollm2.gguf's vocabulary spans hundreds of pages.
+    @Test func metadataReadsTheSameAfterItsPagesAreReleased() throws {
+        let vocabulary = try GGUFFile(path: fixtures.appendingPathComponent("tokenizers/smollm2.gguf").path)
+        let tokens = try #require(vocabulary.metadata["tokenizer.ggml.tokens"]?.arrayValue)
+        let before = Array(tokens), raw = Array(vocabulary.rawMetadata)
+        vocabulary.releaseMetadataPages()
+        #expect(Array(tokens) == before)
+        #expect(Array(vocabulary.rawMetadata) == raw)
+
+        let model = try GGUFFile(path: fixture("llama-f32.gguf"))
+        let view = try #require(model.tensor("token_embd.weight"))
+        let weights = Array(UnsafeRawBufferPointer(start: view.data, count: view.byteCount))
+        model.releaseMetadataPages()
+        #expect(Array(UnsafeRawBufferPointer(start: view.data, count: view.byteCount)) == weights)
+        #expect(model.metadata["general.architecture"] == .string("llama"))
+    }
+
     @Test(arguments: ggufFixtures)
     func metadata(name: String) throws {
         let file = try GGUFFile(path: fixture(name))
