@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// An owned, 64-byte aligned, zero-initialised array of floats with a stable address: the scratch and state buffers
 /// of the forward pass. Allocated once, up front; the hot path only reads and writes through `pointer`.
 public final class FloatBuffer: @unchecked Sendable {
@@ -5,11 +9,13 @@ public final class FloatBuffer: @unchecked Sendable {
     public let count: Int
 
     /// `zeroed: false` leaves large buffers untouched until written, so their pages cost nothing until used
-    /// (the KV cache); their contents are then undefined.
+    /// (the KV cache); their contents are then undefined. Zeroed buffers cost nothing until written either (see
+    /// `zeroLazily`): a session's scratch is sized for 128-token prefill chunks, and a short prompt or a decoded
+    /// token touches only its first rows.
     public init(count: Int, zeroed: Bool = true) {
         self.count = count
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 4, alignment: 64)
-        if zeroed { raw.initializeMemory(as: Float.self, repeating: 0, count: max(1, count)) }
+        if zeroed { zeroLazily(raw, byteCount: max(1, count) * 4) }
         pointer = raw.bindMemory(to: Float.self, capacity: max(1, count))
     }
 
@@ -42,4 +48,22 @@ public final class ByteStorage: @unchecked Sendable {
     }
 
     deinit { pointer.deallocate() }
+}
+
+/// Zeroes `byteCount` bytes at `raw` (memory this process owns, private and anonymous: the heap). Whole pages are
+/// handed back to the kernel (`madvise(MADV_DONTNEED)`), which then reads them as zero and gives them memory only
+/// when written; memset zeroed every page, so that a 128-token scratch cost its full size at once (~3.4 MiB for
+/// SmolLM2-135M). The partial pages at either end, and everything when the advice fails, are zeroed by hand.
+@inline(never)
+func zeroLazily(_ raw: UnsafeMutableRawPointer, byteCount: Int) {
+    let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = (Int(bitPattern: raw) + pageSize - 1) / pageSize * pageSize
+    let end = (Int(bitPattern: raw) + byteCount) / pageSize * pageSize
+    guard byteCount >= 16 * pageSize, end > start,
+          madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) == 0 else {
+        memset(raw, 0, byteCount)
+        return
+    }
+    memset(raw, 0, start - Int(bitPattern: raw))
+    memset(UnsafeMutableRawPointer(bitPattern: end)!, 0, Int(bitPattern: raw) + byteCount - end)
 }
