@@ -47,31 +47,42 @@ public enum SamplingError: Error, LocalizedError, Equatable {
 }
 
 /// Picks tokens from logits: repetition penalty, then top-k, top-p and min-p on the probabilities at temperature 1,
-/// then temperature, then a draw — llama.cpp's default order. All buffers are allocated once.
+/// then temperature, then a draw — llama.cpp's default order. The buffers the parameters need are allocated once,
+/// the others not at all: greedy decoding without a penalty reads the scores in place.
 public final class Sampler {
     public let parameters: SamplingParameters
+    public let vocabularySize: Int
     private var rng: Xoshiro256
-    private var logits: [Float]
-    private var candidates: [Int32]
-    private var probabilities: [Float]
-    private var penalized: [UInt32]
+    private let penalizes: Bool
+    private var logits: [Float]         // [V] the scores, penalized (empty when greedy without a penalty)
+    private var candidates: [Int32]     // [V] token ids by descending logit (empty when greedy)
+    private var probabilities: [Float]  // [V] (empty when greedy)
+    private var penalized: [UInt32]     // [V] call stamps (empty without a penalty)
     private var stamp: UInt32 = 0
 
     public init(parameters: SamplingParameters, vocabularySize: Int) {
         self.parameters = parameters
+        self.vocabularySize = vocabularySize
         rng = Xoshiro256(seed: parameters.seed)
-        logits = [Float](repeating: 0, count: vocabularySize)
-        candidates = [Int32](repeating: 0, count: vocabularySize)
-        probabilities = [Float](repeating: 0, count: vocabularySize)
-        penalized = [UInt32](repeating: 0, count: vocabularySize)
+        penalizes = parameters.repetitionPenalty != 1 && parameters.repetitionWindow > 0
+        let draws = parameters.temperature != 0
+        logits = draws || penalizes ? [Float](repeating: 0, count: vocabularySize) : []
+        candidates = draws ? [Int32](repeating: 0, count: vocabularySize) : []
+        probabilities = draws ? [Float](repeating: 0, count: vocabularySize) : []
+        penalized = penalizes ? [UInt32](repeating: 0, count: vocabularySize) : []
     }
 
     /// The next token for `scores` [V]; `history` holds the tokens so far (prompt and generated).
     public func sample(_ scores: UnsafeBufferPointer<Float>, history: ArraySlice<Int>) -> Int {
-        let v = min(scores.count, logits.count)
+        let v = min(scores.count, vocabularySize)
         let p = parameters
+        if p.temperature == 0 && !penalizes {
+            var best = 0
+            for i in 1..<v where scores[i] > scores[best] { best = i }
+            return best
+        }
         for i in 0..<v { logits[i] = scores[i] }
-        if p.repetitionPenalty != 1, p.repetitionWindow > 0 {
+        if penalizes {
             // Each distinct recent token once: `penalized` marks them with this call's stamp.
             stamp &+= 1
             for t in history.suffix(p.repetitionWindow) where t >= 0 && t < v && penalized[t] != stamp {
