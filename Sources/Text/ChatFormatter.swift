@@ -18,8 +18,8 @@ public struct ChatFormatter: Sendable {
     /// The template's text for `messages`, ending with the assistant's turn opened when `addGenerationPrompt`.
     public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) throws -> String {
         var variables: [String: TemplateValue] = [:]
-        if let bos = tokenizer.bosToken { variables["bos_token"] = .string(tokenizer.pieces[bos]) }
-        if let eos = tokenizer.eosToken { variables["eos_token"] = .string(tokenizer.pieces[eos]) }
+        if let bos = tokenizer.bosToken.flatMap(tokenizer.piece) { variables["bos_token"] = .string(bos) }
+        if let eos = tokenizer.eosToken.flatMap(tokenizer.piece) { variables["eos_token"] = .string(eos) }
         return try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt, variables: variables)
     }
 

@@ -136,7 +136,7 @@ extension Tokenizer {
         let added = json.addedTokens.map {
             AddedToken(content: $0.content, id: $0.id, special: $0.special, lstrip: $0.lstrip, rstrip: $0.rstrip)
         }
-        self.init(algorithm: byteLevel ? .byteLevelBPE : .sentencePieceBPE, pieces: pieces, table: table, addedTokens: added,
+        self.init(algorithm: byteLevel ? .byteLevelBPE : .sentencePieceBPE, table: table, addedTokens: added,
                   merges: merges, scores: nil, bosToken: bos, eosToken: declaredEOS, eosTokens: eos,
                   unknownToken: model.unkToken.flatMap(id), addBOS: addBOS, addEOS: addEOS,
                   preTokenizer: preTokenizer, normalizeNFC: nfc, addSpacePrefix: prefix, stripLeadingSpace: strip,
@@ -228,7 +228,7 @@ extension Tokenizer {
                     if merges[k] == nil { merges[k] = (Int32(rank), Int32(r)) }
                 }
             }
-            self.init(algorithm: .byteLevelBPE, pieces: pieces, table: table, addedTokens: added, merges: merges, scores: nil,
+            self.init(algorithm: .byteLevelBPE, table: table, addedTokens: added, merges: merges, scores: nil,
                       bosToken: bos, eosToken: eos, eosTokens: eog, unknownToken: unk,
                       addBOS: (flag("add_bos_token") ?? false) && bos != nil,
                       addEOS: (flag("add_eos_token") ?? false) && eos != nil, preTokenizer: preTokenizer,
@@ -242,7 +242,7 @@ extension Tokenizer {
                 }
                 for (i, v) in scoreArray.enumerated() { scores[i] = Float(v.doubleValue ?? 0) }
             }
-            self.init(algorithm: .sentencePieceScores, pieces: pieces, table: table, addedTokens: added, merges: nil,
+            self.init(algorithm: .sentencePieceScores, table: table, addedTokens: added, merges: nil,
                       scores: scores,
                       bosToken: bos, eosToken: eos, eosTokens: eog, unknownToken: unk,
                       addBOS: (flag("add_bos_token") ?? true) && bos != nil,

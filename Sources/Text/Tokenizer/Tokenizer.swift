@@ -35,8 +35,6 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     public let algorithm: Algorithm
-    /// Token texts, by id, as the vocabulary spells them.
-    public let pieces: [String]
     public let addedTokens: [AddedToken]
     public let bosToken: Int?
     /// The end-of-sequence token the files name (what templates call `eos_token`).
@@ -57,7 +55,7 @@ public final class Tokenizer: @unchecked Sendable {
     /// The model's chat template (Jinja), if its files carry one.
     public let chatTemplate: String?
 
-    /// Token id by piece bytes.
+    /// Token texts by id, as the vocabulary spells them, and token id by piece bytes.
     let table: PieceTable
     let bpe: BPE?
     let scored: ScoredMerges?
@@ -73,15 +71,17 @@ public final class Tokenizer: @unchecked Sendable {
     /// Added tokens by their first byte, longest first, for leftmost-longest matching.
     let addedByFirstByte: [UInt8: [(bytes: [UInt8], token: AddedToken)]]
 
-    public var vocabularySize: Int { pieces.count }
+    public var vocabularySize: Int { table.count }
 
-    init(algorithm: Algorithm, pieces: [String], table: PieceTable, addedTokens: [AddedToken],
+    /// Token `id`'s text as the vocabulary spells it (nil outside the vocabulary).
+    public func piece(_ id: Int) -> String? { id >= 0 && id < table.count ? table.piece(id) : nil }
+
+    init(algorithm: Algorithm, table: PieceTable, addedTokens: [AddedToken],
          merges: [UInt64: (rank: Int32, result: Int32)]?,
          scores: [Float]?, bosToken: Int?, eosToken: Int?, eosTokens: Set<Int>, unknownToken: Int?, addBOS: Bool, addEOS: Bool,
          preTokenizer: PreTokenizer?, normalizeNFC: Bool, addSpacePrefix: Bool, stripLeadingSpace: Bool,
          ignoreMerges: Bool, chatTemplate: String?) {
         self.algorithm = algorithm
-        self.pieces = pieces
         self.addedTokens = addedTokens
         self.bosToken = bosToken
         self.eosToken = eosToken
@@ -116,8 +116,9 @@ public final class Tokenizer: @unchecked Sendable {
         for key in byFirst.keys { byFirst[key]!.sort { $0.bytes.count > $1.bytes.count } }
         addedByFirstByte = byFirst
         let addedContent = Dictionary(addedTokens.map { ($0.id, $0.content) }, uniquingKeysWith: { a, _ in a })
-        var tokenBytes = PackedBytes(reservingCount: pieces.count, bytes: table.byteCount)
-        for (id, piece) in pieces.enumerated() {
+        var tokenBytes = PackedBytes(reservingCount: table.count, bytes: table.byteCount)
+        for id in 0..<table.count {
+            let piece = table.piece(id)
             if let content = addedContent[id] {
                 tokenBytes.append(content.utf8)
                 continue
