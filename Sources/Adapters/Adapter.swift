@@ -13,6 +13,9 @@ public struct LowRankPair: @unchecked Sendable {
     /// Aᵀ [in, r], same dtype: the layout in which one token's input side is computed a share of inputs at a time
     /// (see `partialLowRankInput`); set by `Adapter`.
     public internal(set) var at: WeightMatrix?
+    /// B in tiles of 16 rows: the layout in which one token's output side is added (see `LowRankTiles`); set by
+    /// `Adapter`.
+    public internal(set) var bTiles: LowRankTiles?
 
     public init(a: WeightMatrix, b: WeightMatrix, scale: Float) {
         self.a = a
@@ -72,9 +75,10 @@ public final class Adapter: @unchecked Sendable {
 
     init(routing: Routing, numExperts: Int, projections: [[AdaptedProjection?]], tokenRouter: WeightMatrix?,
          name: String, storage: [AnyObject]) {
-        // Every A also transposed, into one buffer.
-        let total = projections.joined().compactMap { $0 }.flatMap(\.experts).compactMap { $0?.a.byteCount }.reduce(0, +)
-        let transposed = ByteStorage(count: total)
+        // Every A also transposed and every B tiled, into one buffer: the decoding layouts.
+        let pairs = projections.joined().compactMap { $0 }.flatMap(\.experts).compactMap { $0 }
+        let total = pairs.reduce(0) { $0 + $1.a.byteCount + LowRankTiles.byteCount(of: $1.b) }
+        let decoding = ByteStorage(count: total)
         var offset = 0
         self.projections = projections.map { layer in
             layer.map { projection in
@@ -82,8 +86,10 @@ public final class Adapter: @unchecked Sendable {
                     AdaptedProjection(experts: p.experts.map { pair in
                         pair.map { pair in
                             var pair = pair
-                            pair.at = transpose(pair.a, into: transposed.pointer + offset)
+                            pair.at = transpose(pair.a, into: decoding.pointer + offset)
                             offset += pair.a.byteCount
+                            pair.bTiles = LowRankTiles.tile(pair.b, into: decoding.pointer + offset)
+                            offset += LowRankTiles.byteCount(of: pair.b)
                             return pair
                         }
                     }, router: p.router)
@@ -94,7 +100,7 @@ public final class Adapter: @unchecked Sendable {
         self.numExperts = numExperts
         self.tokenRouter = tokenRouter
         self.name = name
-        self.storage = storage + [transposed]
+        self.storage = storage + [decoding]
         maxRank = projections.joined().compactMap { $0 }.flatMap(\.experts).compactMap { $0?.rank }.max() ?? 0
     }
 

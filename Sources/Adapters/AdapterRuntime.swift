@@ -6,8 +6,8 @@ import Model
 ///
 /// Fused, one token: before the region of the projections that share an input, one short parallel step computes
 /// u_j = g_j·s_j·A_j x for the token's active experts (the A rows of all those projections split between the
-/// threads); inside the projection's region, the matrix-vector product of each output row adds B_j[row, :]·u_j in
-/// the same accumulator (Kernels/LowRank.swift). Prefill gathers, per expert, the tokens that chose it and runs them
+/// threads); inside the projection's region, each thread adds B_j u_j to its output rows right after computing
+/// them, from B in tiles of 16 rows (Kernels/LowRank.swift). Prefill gathers, per expert, the tokens that chose it and runs them
 /// as one batch through A and B (as SGMV kernels do).
 ///
 /// Reference: per token and per active expert, A x and B u are separate parallel steps after the projection, the
@@ -170,7 +170,7 @@ public final class AdapterRuntime: ForwardAdapters {
                     work.append((index, j, pair, gates[j] * pair.scale))
                     workRows += pair.rank
                 }
-                (slot.terms + slot.termCount).initialize(to: LowRankTerm(b: pair.b, u: u))
+                (slot.terms + slot.termCount).initialize(to: LowRankTerm(b: pair.bTiles!, u: u))
                 slot.termCount += 1
             }
         }

@@ -44,9 +44,8 @@ func prepareInt16Input(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMu
     }
 }
 
-/// y[r] = W[r, :] · x (+ the low-rank terms) for Q4_0 / Q4_1 rows, with x as `prepareInt16Input` laid it out.
-func q4RowsInt16<T: FloatElements>(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                                   _ rows: Range<Int>, _ terms: UnsafeBufferPointer<LowRankTerm>, _ t: T.Type) {
+/// y[r] = W[r, :] · x for Q4_0 / Q4_1 rows, with x as `prepareInt16Input` laid it out.
+func q4RowsInt16(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
     let minimum = w.dtype == .q4_1
     let blocks = w.cols / 32, stride = w.dtype.blockBytes, quantOffset = minimum ? 4 : 2
     let xq = UnsafeRawPointer(xp), scales = xp + w.cols / 2, sums = scales + blocks
@@ -74,7 +73,6 @@ func q4RowsInt16<T: FloatElements>(_ w: WeightMatrix, _ xp: UnsafePointer<Float>
             b += 2
         }
         if b < blocks { c += block(b, into: &a0) }
-        c += addLowRankRow(terms, r, into: &a1, t)
         y[r] = horizontalSum(a0 + a1) + c
     }
 }

@@ -1,58 +1,96 @@
 // The two sides of a low-rank update y += B (A x), for one token.
 //
-// The output side, y += B u with B [n, r], is computed inside the matrix-vector
-// product of the base matrix whose rows it adds to: for output row i, B's row i (r elements — one cache line at
-// rank 16 in f32) is multiplied by u in the same SIMD accumulator as the base row's products, so the B matrices are
-// read as a few more sequential streams beside the base matrix and share its horizontal sum. Read on their own,
-// in a pass of their own, the same bytes cost twice as long (short streams, a start-up each).
+// The output side, y += B u with B [n, r], is added to a matrix-vector product's rows right after they are
+// computed (`matvec(..., adding:)`), from B in tiles of 16 output rows: tile k holds rows 16k..<16k+16 transposed,
+// [r, 16], so 16 outputs take r vector FMAs with u[q] broadcast — no horizontal sums — and a thread's rows read
+// one contiguous run of tiles. (Row by row, B[i, :]·u costs a dot product per output: ~10 points of a 4-bit
+// model's decode time at top-2, rank 16.)
 
-/// One term y[i] += B[i, :] · u of a matrix-vector product: B [rows of the base matrix, r] in a float dtype, u [r].
+/// B [n, r] as tiles of 16 rows, each transposed: [⌈n/16⌉ · r, 16], the last tile padded with zeros.
+public struct LowRankTiles: @unchecked Sendable {
+    /// Tile k, element (q, i) = B[16k + i, q], at row k·r + q.
+    public let matrix: WeightMatrix
+    public let rank: Int
+    public let outputs: Int
+
+    /// Bytes `tile(_:into:)` writes for B.
+    public static func byteCount(of b: WeightMatrix) -> Int {
+        (b.rows + 15) / 16 * b.cols * 16 * b.dtype.blockBytes
+    }
+
+    /// Lays B (a float dtype) out as tiles at `destination` (`byteCount(of: b)` bytes).
+    public static func tile(_ b: WeightMatrix, into destination: UnsafeMutableRawPointer) -> LowRankTiles {
+        precondition(!b.dtype.isQuantized, "low-rank factors are stored as floats")
+        let size = b.dtype.blockBytes, r = b.cols
+        destination.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount(of: b))
+        for i in 0..<b.rows {
+            let row = b.row(i)
+            for q in 0..<r {
+                (destination + (((i / 16) * r + q) * 16 + i % 16) * size).copyMemory(from: row + q * size, byteCount: size)
+            }
+        }
+        let matrix = WeightMatrix(data: destination, dtype: b.dtype, rows: (b.rows + 15) / 16 * r, cols: 16)!
+        return LowRankTiles(matrix: matrix, rank: r, outputs: b.rows)
+    }
+}
+
+/// One term y[i] += B[i, :] · u of a matrix-vector product: B as tiles, u [r].
 public struct LowRankTerm {
-    public let b: WeightMatrix
+    public let b: LowRankTiles
     public let u: UnsafePointer<Float>
 
-    public init(b: WeightMatrix, u: UnsafePointer<Float>) {
-        precondition(!b.dtype.isQuantized, "low-rank factors are stored as floats")
+    public init(b: LowRankTiles, u: UnsafePointer<Float>) {
         self.b = b
         self.u = u
     }
 }
 
-/// Σ over `terms` (all of element type E) of B[row, :] · u: the 16-lane part added into `acc`, the rest returned.
-@inline(__always)
-func addLowRankRow<E: FloatElements>(_ terms: UnsafeBufferPointer<LowRankTerm>, _ row: Int, into acc: inout SIMD16<Float>,
-                                     _: E.Type) -> Float {
-    var tail: Float = 0
-    for term in terms {
-        let p = term.b.row(row), r = term.b.cols, u = term.u
-        var c = 0
-        while c + 16 <= r {
-            acc.addProduct(E.load16(p, c), load16(u, c))
-            c += 16
-        }
-        while c < r {
-            tail += E.load1(p, c) * u[c]
-            c += 1
+/// y[i] += Σ over `terms` of B[i, :] · u for i in `rows`, a tile of 16 rows at a time.
+func addLowRankTerms(_ terms: UnsafeBufferPointer<LowRankTerm>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>) {
+    var i = rows.lowerBound
+    while i < rows.upperBound {
+        let tile = i / 16, first = 16 * tile
+        if i == first, first + 16 <= rows.upperBound {
+            var acc = load16(y, first)
+            for term in terms {
+                switch term.b.matrix.dtype {
+                case .f32: addTile(term, tile, &acc, F32Elements.self)
+                case .f16: addTile(term, tile, &acc, F16Elements.self)
+                default: addTile(term, tile, &acc, BF16Elements.self)
+                }
+            }
+            UnsafeMutableRawPointer(y + first).storeBytes(of: acc, as: SIMD16<Float>.self)
+            i += 16
+        } else {
+            // A range that starts or ends inside a tile: those rows one by one.
+            let end = min(rows.upperBound, first + 16)
+            for row in i..<end {
+                for term in terms {
+                    let m = term.b.matrix, r = term.b.rank
+                    var s: Float = 0
+                    for q in 0..<r { s += element(m, tile * r + q, row - first) * term.u[q] }
+                    y[row] += s
+                }
+            }
+            i = end
         }
     }
-    return tail
 }
 
-/// y[r] += Σ over `terms` of B[r, :] · u for r in `rows`, a pass of its own: terms whose element type differs from
-/// the first term's (a rare mix of adapters), which the matrix-vector kernels do not take.
-func addLowRankRows(_ terms: UnsafeBufferPointer<LowRankTerm>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>) {
-    for t in terms.indices {
-        let one = UnsafeBufferPointer(rebasing: terms[t...t])
-        for r in rows {
-            var acc = SIMD16<Float>()
-            let tail: Float
-            switch one[0].b.dtype {
-            case .f32: tail = addLowRankRow(one, r, into: &acc, F32Elements.self)
-            case .f16: tail = addLowRankRow(one, r, into: &acc, F16Elements.self)
-            default: tail = addLowRankRow(one, r, into: &acc, BF16Elements.self)
-            }
-            y[r] += horizontalSum(acc) + tail
-        }
+private func element(_ m: WeightMatrix, _ r: Int, _ c: Int) -> Float {
+    switch m.dtype {
+    case .f32: return F32Elements.load1(m.row(r), c)
+    case .f16: return F16Elements.load1(m.row(r), c)
+    default: return BF16Elements.load1(m.row(r), c)
+    }
+}
+
+@inline(__always)
+private func addTile<E: FloatElements>(_ term: LowRankTerm, _ tile: Int, _ acc: inout SIMD16<Float>, _: E.Type) {
+    let m = term.b.matrix, r = term.b.rank, u = term.u
+    let base = m.row(tile * r)
+    for q in 0..<r {
+        acc.addProduct(E.load16(base + q * m.rowBytes, 0), SIMD16(repeating: u[q]))
     }
 }
 

@@ -15,55 +15,28 @@
 public func matvecScratchCount(cols: Int) -> Int { cols + cols / 32 + 16 }
 
 /// y[r] = W[r, :] · x + Σ_j B_j[r, :] · u_j for every r in `rows`: the low-rank `terms` (adapters' output sides,
-/// see LowRank.swift) are added row by row in the same pass. x: [w.cols]; y is indexed by absolute row; `scratch`
-/// holds `matvecScratchCount(cols: w.cols)` floats (used by the quantized kernels).
+/// see LowRank.swift) are added right after the rows are computed, while they are in cache. x: [w.cols]; y is
+/// indexed by absolute row; `scratch` holds `matvecScratchCount(cols: w.cols)` floats (used by the quantized kernels).
 public func matvec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>,
                    scratch: UnsafeMutablePointer<Float>, adding terms: UnsafeBufferPointer<LowRankTerm> = .init(start: nil, count: 0)) {
     guard !rows.isEmpty else { return }
-    // The kernels take terms of one element type (the first term's); any others get a pass of their own.
-    let type = terms.first?.b.dtype ?? .f32
-    var same = 0
-    while same < terms.count, terms[same].b.dtype == type { same += 1 }
-    let fused = UnsafeBufferPointer(rebasing: terms[0..<same])
-    switch type {
-    case .f32: matvec(w, x, y, rows, scratch, fused, F32Elements.self)
-    case .f16: matvec(w, x, y, rows, scratch, fused, F16Elements.self)
-    default: matvec(w, x, y, rows, scratch, fused, BF16Elements.self)
-    }
-    if same < terms.count { addLowRankRows(UnsafeBufferPointer(rebasing: terms[same...]), y, rows: rows) }
-}
-
-@inline(__always)
-private func matvec<T: FloatElements>(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                                      _ rows: Range<Int>, _ scratch: UnsafeMutablePointer<Float>,
-                                      _ terms: UnsafeBufferPointer<LowRankTerm>, _ t: T.Type) {
+    defer { if !terms.isEmpty { addLowRankTerms(terms, y, rows: rows) } }
     switch w.dtype {
-    case .f32: floatRows(w, x, y, rows, terms, F32Elements.self, t)
-    case .f16: floatRows(w, x, y, rows, terms, F16Elements.self, t)
-    case .bf16: floatRows(w, x, y, rows, terms, BF16Elements.self, t)
+    case .f32: floatRows(w, x, y, rows, F32Elements.self)
+    case .f16: floatRows(w, x, y, rows, F16Elements.self)
+    case .bf16: floatRows(w, x, y, rows, BF16Elements.self)
     case .q8_0:
         prepareBlockInput(x, count: w.cols, into: scratch)
-        q8Rows(w, scratch, y, rows, terms, t)
+        q8Rows(w, scratch, y, rows)
     case .q4_0, .q4_1:
         #if arch(x86_64)
         prepareInt16Input(x, count: w.cols, into: scratch)
-        q4RowsInt16(w, scratch, y, rows, terms, t)
+        q4RowsInt16(w, scratch, y, rows)
         #else
         prepareBlockInput(x, count: w.cols, into: scratch)
-        q4Rows(w, scratch, y, rows, terms, t)
+        q4Rows(w, scratch, y, rows)
         #endif
     }
-}
-
-/// Adds row r's low-rank terms (element type T) into a kernel's 8-lane accumulator; returns the scalar rest.
-@inline(__always)
-func addLowRankRow<T: FloatElements>(_ terms: UnsafeBufferPointer<LowRankTerm>, _ r: Int, into a: inout SIMD8<Float>,
-                                     _ t: T.Type) -> Float {
-    guard !terms.isEmpty else { return 0 }
-    var acc = SIMD16<Float>()
-    let tail = addLowRankRow(terms, r, into: &acc, t)
-    a += acc.lowHalf + acc.highHalf
-    return tail
 }
 
 // MARK: - Float element types
@@ -106,9 +79,8 @@ func load16(_ x: UnsafePointer<Float>, _ i: Int) -> SIMD16<Float> {
     UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
 }
 
-private func floatRows<E: FloatElements, T: FloatElements>(
-    _ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
-    _ terms: UnsafeBufferPointer<LowRankTerm>, _: E.Type, _ t: T.Type
+private func floatRows<E: FloatElements>(
+    _ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>, _: E.Type
 ) {
     let n = w.cols, body = n & ~15
     for r in rows {
@@ -121,8 +93,7 @@ private func floatRows<E: FloatElements, T: FloatElements>(
             i += 32
         }
         if i < body { a0.addProduct(E.load16(p, i), load16(x, i)); i += 16 }
-        let tail = terms.isEmpty ? 0 : addLowRankRow(terms, r, into: &a1, t)
-        var s = horizontalSum(a0 + a1) + tail
+        var s = horizontalSum(a0 + a1)
         while i < n { s += E.load1(p, i) * x[i]; i += 1 }
         y[r] = s
     }
@@ -201,8 +172,7 @@ private func loadLanes(_ xp: UnsafePointer<Float>, _ b: Int) -> (SIMD8<Float>, S
 
 /// Q8_0: with S_b = Σ (1 + (q + 128)/256)·x over block b, Σ d·q·x = 256·d·S_b − 384·d·Σx_b.
 /// `xp` is x laid out by `prepareBlockInput`.
-private func q8Rows<T: FloatElements>(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                                      _ rows: Range<Int>, _ terms: UnsafeBufferPointer<LowRankTerm>, _ t: T.Type) {
+private func q8Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
     let blocks = w.cols / 32, sums = xp + w.cols
     for r in rows {
         let p = w.row(r)
@@ -225,28 +195,23 @@ private func q8Rows<T: FloatElements>(_ w: WeightMatrix, _ xp: UnsafePointer<Flo
             a0.addProduct(q8BlockSum(p + o + 2, x0, x1, x2, x3), SIMD8(repeating: d))
             c += d * sums[b]
         }
-        // The low-rank terms join the accumulators scaled by 1/256 (exact), the factor the sum is multiplied by.
-        var low = SIMD8<Float>()
-        let tail = addLowRankRow(terms, r, into: &low, t)
-        a1.addProduct(low, SIMD8(repeating: 1 / 256))
-        y[r] = 256 * horizontalSum(a0 + a1) - 384 * c + tail
+        y[r] = 256 * horizontalSum(a0 + a1) - 384 * c
     }
 }
 
 /// Q4_0 and Q4_1: with S_b = Σ (1 + q/16)·x over block b, Σ (d·q + m)·x = 16·d·S_b + (m − 16·d)·Σx_b,
 /// where m = −8·d for Q4_0 and the stored minimum for Q4_1. `xp` is x laid out by `prepareBlockInput`.
-private func q4Rows<T: FloatElements>(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                                      _ rows: Range<Int>, _ terms: UnsafeBufferPointer<LowRankTerm>, _ t: T.Type) {
+private func q4Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
     if w.dtype == .q4_1 {
-        q4Rows(w, xp, y, rows, terms, t, quants: 4) { p, d in scale(p, 2) - 16 * d }
+        q4Rows(w, xp, y, rows, quants: 4) { p, d in scale(p, 2) - 16 * d }
     } else {
-        q4Rows(w, xp, y, rows, terms, t, quants: 2) { _, d in -24 * d }
+        q4Rows(w, xp, y, rows, quants: 2) { _, d in -24 * d }
     }
 }
 
 @inline(__always)
-private func q4Rows<T: FloatElements>(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                                      _ rows: Range<Int>, _ terms: UnsafeBufferPointer<LowRankTerm>, _ t: T.Type, quants: Int, offsetTerm: (UnsafeRawPointer, Float) -> Float) {
+private func q4Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
+                    quants: Int, offsetTerm: (UnsafeRawPointer, Float) -> Float) {
     let blocks = w.cols / 32, sums = xp + w.cols, stride = w.dtype.blockBytes
     for r in rows {
         let p = w.row(r)
@@ -269,9 +234,6 @@ private func q4Rows<T: FloatElements>(_ w: WeightMatrix, _ xp: UnsafePointer<Flo
             a0.addProduct(q4BlockSum(p + o + quants, x0, x1, x2, x3), SIMD8(repeating: d))
             c += offsetTerm(p + o, d) * sums[b]
         }
-        var low = SIMD8<Float>()
-        let tail = addLowRankRow(terms, r, into: &low, t)
-        a1.addProduct(low, SIMD8(repeating: 1 / 16))
-        y[r] = 16 * horizontalSum(a0 + a1) + c + tail
+        y[r] = 16 * horizontalSum(a0 + a1) + c
     }
 }

@@ -1,28 +1,43 @@
 import Testing
 @testable import Kernels
 
-// The two sides of a low-rank update for one token: B·u added inside matvec's rows, and A x from Aᵀ in shares of
-// the inputs — against float64 sums of the stored values.
+// The two sides of a low-rank update for one token: B·u added to matvec's rows from B's tiles, and A x from Aᵀ in
+// shares of the inputs — against float64 sums of the stored values.
 
 @Suite("low-rank terms")
 struct LowRankTests {
-    /// matvec(W) + Σ_j B_j u_j for every base type, terms of one or mixed float types, ranks that are and are not
-    /// multiples of 16.
-    @Test(arguments: DType.allCases, [[DType.f32], [.f16, .f16], [.bf16], [.f16, .f32, .f16]])
-    func termsRideInMatVec(dtype: DType, termTypes: [DType]) {
-        let rows = 37, cols = 576
+    struct Terms: Sendable, CustomStringConvertible {
+        let types: [DType]
+        let ranks: [Int]
+        var description: String { zip(types, ranks).map { "\($0)×\($1)" }.joined(separator: "+") }
+    }
+
+    /// One LoRA, top-2 at rank 16, ranks off 16, more terms, mixed types.
+    static let termSets = [
+        Terms(types: [.f32], ranks: [16]), Terms(types: [.f16, .f16], ranks: [16, 16]), Terms(types: [.bf16], ranks: [8]),
+        Terms(types: [.f16, .f16], ranks: [16, 8]), Terms(types: [.f32, .f32, .f32], ranks: [16, 16, 32]),
+        Terms(types: [.f16, .f32, .f16], ranks: [16, 20, 16]),
+    ]
+
+    /// matvec(W) + Σ_j B_j u_j for every base type and every kind of term set.
+    @Test(arguments: DType.allCases, termSets)
+    func termsRideInMatVec(dtype: DType, set: Terms) {
+        let rows = 37, cols = 576 // 37: a partial last tile
         let base = OwnedMatrix(rows: rows, cols: cols, dtype: dtype, seed: 1)
         let x = randomFloats(cols, seed: 2)
-        let ranks = [16, 8, 20, 32]
+        let termTypes = set.types
         let bs = termTypes.enumerated().map { j, type in
-            OwnedMatrix(rows: rows, cols: ranks[j % ranks.count], dtype: type, seed: UInt64(10 + j), misaligned: j % 2 == 1)
+            OwnedMatrix(rows: rows, cols: set.ranks[j], dtype: type, seed: UInt64(10 + j), misaligned: j % 2 == 1)
         }
         let us = bs.enumerated().map { j, b in randomFloats(b.matrix.cols, in: -3...3, seed: UInt64(20 + j)) }
         let uBuffers = us.map { GuardedFloats($0) }
-        let terms = zip(bs, uBuffers).map { LowRankTerm(b: $0.matrix, u: UnsafePointer($1.pointer)) }
+        let tiles = bs.map { b in (storage: ByteStorage(count: LowRankTiles.byteCount(of: b.matrix)), b: b) }
+        let terms = zip(tiles, uBuffers).map { t, u in
+            LowRankTerm(b: LowRankTiles.tile(t.b.matrix, into: t.storage.pointer), u: UnsafePointer(u.pointer))
+        }
         let y = GuardedFloats(count: rows)
         let scratch = FloatBuffer(count: matvecScratchCount(cols: cols))
-        let range = 3..<rows
+        let range = 3..<rows // starts inside a tile
         terms.withUnsafeBufferPointer { matvec(base.matrix, x, y.pointer, rows: range, scratch: scratch.pointer, adding: $0) }
         #expect(y.guardsIntact)
         for r in 0..<rows {
