@@ -4,11 +4,12 @@ import Model
 /// An adapter running inside one `InferenceSession`: routing decisions for the tokens in flight, and the adapters'
 /// share of every projection — fused into the projection's own parallel region, or (reference) as separate steps.
 ///
-/// Fused, one token: before the region of the projections that share an input, one short parallel step computes
-/// u_j = g_j·s_j·A_j x for the token's active experts (the A rows of all those projections split between the
-/// threads); inside the projection's region, each thread adds B_j u_j to its output rows right after computing
-/// them, from B in tiles of 16 rows (Kernels/LowRank.swift). Prefill gathers, per expert, the tokens that chose it and runs them
-/// as one batch through A and B (as SGMV kernels do).
+/// Fused, one token: the input side u_j = g_j·s_j·A_j x of the token's active experts starts in the region that
+/// produces x — each thread multiplies its share of x by the matching rows of Aᵀ (`foldInput`) — and `prepare` adds
+/// the shares up (for o's input, the attention output, `prepare` runs one short parallel step instead). Inside the
+/// projection's region, each thread adds B_j u_j to its output rows right after computing them, from B in tiles of
+/// 16 rows (Kernels/LowRank.swift). Prefill gathers, per expert, the tokens that chose it and runs them as one batch
+/// through A and B (as SGMV kernels do).
 ///
 /// Reference: per token and per active expert, A x and B u are separate parallel steps after the projection, the
 /// way eager frameworks run adapters; kept as a baseline and as a second implementation for tests.
@@ -38,6 +39,11 @@ public final class AdapterRuntime: ForwardAdapters {
     /// `foldInput`'s x ∘ norm, each thread writing its own inputs.
     let folded: FloatBuffer
     let eps: Float
+    /// Every (layer, projection, expert)'s pair, [layers · 7 · N], and whether (layer, projection) is adapted,
+    /// [layers · 7]: the hot path's lookups, with no reference counting (`Adapter.projection` copies arrays).
+    let pairs: UnsafeMutablePointer<LowRankPair?>
+    let adapted: UnsafeMutablePointer<Bool>
+    let layers: Int
 
     final class Slot {
         var experts: [Int32]
@@ -112,6 +118,19 @@ public final class AdapterRuntime: ForwardAdapters {
         }
         folded = FloatBuffer(count: widest)
         eps = c.rmsNormEps
+        layers = c.numHiddenLayers
+        let kinds = LayerTensor.projections.count, experts = max(1, adapter.numExperts)
+        pairs = .allocate(capacity: layers * kinds * experts)
+        pairs.initialize(repeating: nil, count: layers * kinds * experts)
+        adapted = .allocate(capacity: layers * kinds)
+        adapted.initialize(repeating: false, count: layers * kinds)
+        for l in 0..<layers {
+            for (i, tensor) in LayerTensor.projections.enumerated() {
+                guard let p = adapter.projection(layer: l, tensor) else { continue }
+                adapted[l * kinds + i] = true
+                for (e, pair) in p.experts.enumerated() where e < experts { pairs[(l * kinds + i) * experts + e] = pair }
+            }
+        }
         work.reserveCapacity(3 * max(1, k))
         if case .fixed(let gates) = adapter.routing {
             for t in 0..<chunk {
@@ -123,6 +142,17 @@ public final class AdapterRuntime: ForwardAdapters {
         }
     }
 
+    deinit {
+        pairs.deallocate()
+        adapted.deallocate()
+    }
+
+    /// Expert `e`'s pair for projection slot `index` of `layer` (nil: not adapted by it).
+    @inline(__always)
+    private func pair(_ layer: Int, _ index: Int, _ e: Int32) -> LowRankPair? {
+        pairs[(layer * LayerTensor.projections.count + index) * max(1, n) + Int(e)]
+    }
+
     // MARK: ForwardAdapters
 
     public var runsUnfused: Bool { unfused }
@@ -130,7 +160,8 @@ public final class AdapterRuntime: ForwardAdapters {
     public func weights(layer: Int, tokens: Int) -> LayerWeights? { nil }
 
     public func adapts(layer: Int, projection: LayerTensor) -> Bool {
-        adapter.projection(layer: layer, projection) != nil
+        guard layer < layers, let index = projection.projectionIndex else { return false }
+        return adapted[layer * LayerTensor.projections.count + index]
     }
 
     public func didNormalize(layer: Int, normalized: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
@@ -149,10 +180,9 @@ public final class AdapterRuntime: ForwardAdapters {
         work.removeAll(keepingCapacity: true)
         workRows = 0
         for tensor in projections {
-            guard let p = adapter.projection(layer: layer, tensor) else { continue }
-            let index = LayerTensor.projections.firstIndex(of: tensor)!
+            guard adapts(layer: layer, projection: tensor), let index = tensor.projectionIndex else { continue }
             let slot = slots[index]
-            if case .layer = adapter.routing, let router = p.router {
+            if case .layer = adapter.routing, let router = adapter.projection(layer: layer, tensor)?.router {
                 route(router, input: x, tokens: t, cols: router.cols, experts: &slot.experts, gates: &slot.gates, scratch: scratch[0])
             }
             slot.termCount = 0
@@ -162,7 +192,7 @@ public final class AdapterRuntime: ForwardAdapters {
             let (experts, gates) = decisions(index)
             let width = max(1, adapter.maxRank)
             for j in 0..<k {
-                guard let pair = p.experts[Int(experts[j])] else { continue }
+                guard let pair = pair(layer, index, experts[j]) else { continue }
                 let u = slot.u.pointer + j * width
                 if wasFolded {
                     sumFolded(slot, j, rank: pair.rank, gate: gates[j] * pair.scale, into: u)
@@ -212,11 +242,11 @@ public final class AdapterRuntime: ForwardAdapters {
         let width = max(1, adapter.maxRank)
         chunkExperts.withUnsafeBufferPointer { experts in
             for tensor in projections {
-                guard let p = adapter.projection(layer: layer, tensor) else { continue }
-                let slot = slots[LayerTensor.projections.firstIndex(of: tensor)!]
+                guard adapts(layer: layer, projection: tensor), let index = tensor.projectionIndex else { continue }
+                let slot = slots[index]
                 slot.squares.pointer[16 * thread] = squares
                 for j in 0..<k {
-                    guard let pair = p.experts[Int(experts[j])] else { continue }
+                    guard let pair = pair(layer, index, experts[j]) else { continue }
                     partialLowRankInput(pair.at!, x, inputs: inputs, into: slot.partials.pointer + (thread * k + j) * width)
                 }
                 if thread == 0 {
@@ -244,7 +274,7 @@ public final class AdapterRuntime: ForwardAdapters {
     }
 
     public func decodingTerms(layer: Int, projection tensor: LayerTensor) -> UnsafeBufferPointer<LowRankTerm> {
-        let slot = slots[LayerTensor.projections.firstIndex(of: tensor)!]
+        let slot = slots[tensor.projectionIndex!]
         return UnsafeBufferPointer(start: slot.terms, count: slot.termCount)
     }
 

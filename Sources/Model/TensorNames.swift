@@ -4,6 +4,21 @@ public enum LayerTensor: String, CaseIterable, Sendable {
 
     /// The seven projections, in the order the forward pass applies them.
     public static let projections: [LayerTensor] = [.q, .k, .v, .o, .gate, .up, .down]
+
+    /// Index in `projections` (nil for the norms), without a search: the decoding hot path asks it.
+    @inline(__always)
+    public var projectionIndex: Int? {
+        switch self {
+        case .q: return 0
+        case .k: return 1
+        case .v: return 2
+        case .o: return 3
+        case .gate: return 4
+        case .up: return 5
+        case .down: return 6
+        case .attentionNorm, .mlpNorm: return nil
+        }
+    }
 }
 
 /// How a weight format names a model's tensors: Hugging Face checkpoint names, or llama.cpp's GGUF names.
