@@ -7,13 +7,35 @@ extension InferenceSession {
     struct Step {
         var layer = 0
         var tokens = 0
-        /// This layer's weights (the model's, or a merging strategy's copies).
+        /// This layer's weights (the model's, or a merging strategy's copies), kept alive for `view`.
         var weights: LayerWeights?
+        /// The same as the regions read them.
+        var view: LayerView?
         /// Residual adds and SiLU run inside the projection regions; false when adapters run unfused, since their
         /// share of each projection must be added before.
         var fused = true
         var headRows = 0
         var logits: UnsafeMutablePointer<Float>?
+    }
+
+    /// A linear layer as the regions read it: no references.
+    struct LinearView {
+        let weight: WeightMatrix
+        let bias: UnsafePointer<Float>?
+
+        init(_ linear: Linear) {
+            weight = linear.weight
+            bias = linear.bias.map { UnsafePointer($0.pointer) }
+        }
+    }
+
+    /// A layer's weights as the regions read them: views and pointers, no references. (Copying `LayerWeights`,
+    /// which holds class references, in every region on both threads costs contended reference counting.)
+    struct LayerView {
+        let q, k, v, o, gate, up, down: LinearView
+        let mlpNorm: UnsafePointer<Float>
+        /// The next layer's attention norm (nil after the last layer): the adapters start on its q, k and v.
+        let nextAttentionNorm: UnsafePointer<Float>?
     }
 
     /// The bodies of the parallel regions, made once so that running one allocates nothing.
@@ -37,6 +59,10 @@ extension InferenceSession {
         let w = adapters?.weights(layer: l, tokens: t) ?? model.weights.layers[l]
         step.layer = l
         step.weights = w
+        step.view = LayerView(q: LinearView(w.q), k: LinearView(w.k), v: LinearView(w.v), o: LinearView(w.o),
+                              gate: LinearView(w.gate), up: LinearView(w.up), down: LinearView(w.down),
+                              mlpNorm: w.mlpNorm.pointer,
+                              nextAttentionNorm: l + 1 < c.numHiddenLayers ? model.weights.layers[l + 1].attentionNorm.pointer : nil)
         step.fused = !(adapters?.runsUnfused ?? false)
 
         // Attention block: x += o(attention(rope(q(n(x))), rope(k(n(x))), v(n(x)))).
@@ -101,12 +127,12 @@ extension InferenceSession {
     /// Rows `range` (counted from `offset` in a concatenation of projections) of y[T, out] = x[T, in] · Wᵀ + b, plus
     /// what the adapters add. Every projection of the model goes through here.
     @inline(__always)
-    private func project(_ tensor: LayerTensor, _ linear: Linear, _ x: UnsafePointer<Float>,
+    private func project(_ tensor: LayerTensor, _ linear: LinearView, _ x: UnsafePointer<Float>,
                          _ y: UnsafeMutablePointer<Float>, _ range: Range<Int>, offset: Int, thread: Int) {
         guard !range.isEmpty else { return }
         let t = step.tokens
         let rows = (range.lowerBound - offset)..<(range.upperBound - offset)
-        let out = linear.outputs
+        let out = linear.weight.rows
         let adapted = step.fused && adapters?.adapts(layer: step.layer, projection: tensor) == true
         if t == 1 {
             // One token: the adapters' output sides ride along in the matrix-vector pass.
@@ -117,7 +143,7 @@ extension InferenceSession {
         }
         if let bias = linear.bias {
             for i in 0..<t {
-                addInPlace(y + i * out + rows.lowerBound, bias.pointer + rows.lowerBound, count: rows.count)
+                addInPlace(y + i * out + rows.lowerBound, bias + rows.lowerBound, count: rows.count)
             }
         }
         if adapted, t > 1 {
@@ -136,7 +162,7 @@ extension InferenceSession {
 
     /// q, k and v as one range of Q + 2K rows, split evenly.
     func qkv(thread: Int) {
-        let w = step.weights!
+        let w = step.view!
         let qd = c.queryDimension, kd = c.keyValueDimension
         let range = rows(qd + 2 * kd, thread)
         project(.q, w.q, xn.pointer, q.pointer, range.clamped(to: 0..<qd), offset: 0, thread: thread)
@@ -146,18 +172,18 @@ extension InferenceSession {
 
     /// o projection and (fused) the residual add, by rows of D; then the adapters' start on gate and up's input.
     func output(thread: Int) {
-        let w = step.weights!
+        let w = step.view!
         let range = rows(c.hiddenSize, thread)
         project(.o, w.o, attention.pointer, delta.pointer, range, offset: 0, thread: thread)
         guard step.fused else { return }
         addRows(delta.pointer, into: x.pointer, columns: range)
-        foldAdapterInput(layer: step.layer, Self.mlpInputs, x.pointer, norm: w.mlpNorm.pointer, range, thread: thread)
+        foldAdapterInput(layer: step.layer, Self.mlpInputs, x.pointer, norm: w.mlpNorm, range, thread: thread)
     }
 
     /// gate and up for the same rows of F, then (fused) SiLU(gate)·up in place of gate and the adapters' start on
     /// down's input.
     func gateUp(thread: Int) {
-        let w = step.weights!
+        let w = step.view!
         let range = rows(c.intermediateSize, thread)
         project(.gate, w.gate, xn.pointer, gate.pointer, range, offset: 0, thread: thread)
         project(.up, w.up, xn.pointer, up.pointer, range, offset: 0, thread: thread)
@@ -170,13 +196,12 @@ extension InferenceSession {
     /// q, k and v.
     func down(thread: Int) {
         let range = rows(c.hiddenSize, thread)
-        project(.down, step.weights!.down, gate.pointer, delta.pointer, range, offset: 0, thread: thread)
+        let w = step.view!
+        project(.down, w.down, gate.pointer, delta.pointer, range, offset: 0, thread: thread)
         guard step.fused else { return }
         addRows(delta.pointer, into: x.pointer, columns: range)
-        let next = step.layer + 1
-        guard next < c.numHiddenLayers else { return }
-        foldAdapterInput(layer: next, Self.attentionInputs, x.pointer,
-                         norm: model.weights.layers[next].attentionNorm.pointer, range, thread: thread)
+        guard let norm = w.nextAttentionNorm else { return }
+        foldAdapterInput(layer: step.layer + 1, Self.attentionInputs, x.pointer, norm: norm, range, thread: thread)
     }
 
     /// One token with fused adapters: hands this thread's final share of the next projections' input to them.
