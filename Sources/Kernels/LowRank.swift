@@ -21,16 +21,23 @@ public struct LowRankTiles: @unchecked Sendable {
     /// Lays B (a float dtype) out as tiles at `destination` (`byteCount(of: b)` bytes).
     public static func tile(_ b: WeightMatrix, into destination: UnsafeMutableRawPointer) -> LowRankTiles {
         precondition(!b.dtype.isQuantized, "low-rank factors are stored as floats")
-        let size = b.dtype.blockBytes, r = b.cols
         destination.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount(of: b))
+        if b.dtype.blockBytes == 4 { tile(b, into: destination, as: UInt32.self) } else { tile(b, into: destination, as: UInt16.self) }
+        let r = b.cols
+        let matrix = WeightMatrix(data: destination, dtype: b.dtype, rows: (b.rows + 15) / 16 * r, cols: 16)!
+        return LowRankTiles(matrix: matrix, rank: r, outputs: b.rows)
+    }
+}
+
+extension LowRankTiles {
+    private static func tile<T>(_ b: WeightMatrix, into destination: UnsafeMutableRawPointer, as _: T.Type) {
+        let out = destination.assumingMemoryBound(to: T.self), r = b.cols
         for i in 0..<b.rows {
             let row = b.row(i)
             for q in 0..<r {
-                (destination + (((i / 16) * r + q) * 16 + i % 16) * size).copyMemory(from: row + q * size, byteCount: size)
+                out[((i / 16) * r + q) * 16 + i % 16] = row.loadUnaligned(fromByteOffset: q * MemoryLayout<T>.stride, as: T.self)
             }
         }
-        let matrix = WeightMatrix(data: destination, dtype: b.dtype, rows: (b.rows + 15) / 16 * r, cols: 16)!
-        return LowRankTiles(matrix: matrix, rank: r, outputs: b.rows)
     }
 }
 
