@@ -35,11 +35,13 @@ let package = Package(
                           swiftSettings: swiftFlags + [.unsafeFlags(["-static-stdlib"])],
                           linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld",
                                                          "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]),
+        // What the test targets share (temporary folders, file bytes); not part of the product.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftFlags),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: swiftFlags),
-        .testTarget(name: "FormatsTests", dependencies: ["Formats"], swiftSettings: swiftFlags),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats", "TestSupport"], swiftSettings: swiftFlags),
         .testTarget(name: "TextTests", dependencies: ["Text"], swiftSettings: swiftFlags),
-        .testTarget(name: "ModelTests", dependencies: ["Model"], swiftSettings: swiftFlags),
-        .testTarget(name: "AdaptersTests", dependencies: ["Adapters"], swiftSettings: swiftFlags),
-        .testTarget(name: "CLITests", dependencies: ["Model", "Adapters"], swiftSettings: swiftFlags),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "TestSupport"], swiftSettings: swiftFlags),
+        .testTarget(name: "AdaptersTests", dependencies: ["Adapters", "TestSupport"], swiftSettings: swiftFlags),
+        .testTarget(name: "CLITests", dependencies: ["Model", "Adapters", "TestSupport"], swiftSettings: swiftFlags),
     ]
 )

@@ -2,20 +2,9 @@ import Foundation
 import Formats
 import Kernels
 import Testing
+import TestSupport
 @testable import Adapters
 @testable import Model
-
-/// A fresh folder under the system's temporary directory, removed when the value goes away.
-final class ScratchFolder {
-    let path: String
-    init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("loraswitch-fusion-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-    func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
-    func contents() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: path).sorted() }
-}
 
 /// The logits of one pass over `tokens`.
 func passLogits(_ model: LanguageModel, _ tokens: [Int], adapter: Adapter? = nil) throws -> [Float] {
@@ -28,8 +17,8 @@ func passLogits(_ model: LanguageModel, _ tokens: [Int], adapter: Adapter? = nil
 
 @Suite("fuse and unfuse")
 struct FusionTests {
-    let scratch: ScratchFolder
-    init() throws { scratch = try ScratchFolder() }
+    let scratch: TemporaryFolder
+    init() throws { scratch = try TemporaryFolder() }
 
     private func fixture(_ name: String) -> AdapterCase { AdapterCase.all().first { $0.name == name }! }
 

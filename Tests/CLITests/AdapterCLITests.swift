@@ -1,6 +1,7 @@
 import Foundation
 import Formats
 import Testing
+import TestSupport
 
 private func adapterPath(_ name: String) -> String { fixtures.appendingPathComponent("adapters/\(name)").path }
 

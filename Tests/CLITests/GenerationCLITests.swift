@@ -2,6 +2,7 @@ import Foundation
 import Formats
 import Kernels
 import Testing
+import TestSupport
 import Text
 @testable import Model
 

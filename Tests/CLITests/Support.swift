@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 // Finding the built `loraswitch` executable, running it, and fixture helpers for the CLI tests.
 
@@ -136,32 +137,6 @@ func runLoraswitch(_ arguments: [String], timeout: TimeInterval = 120, input: St
                      stdout: String(decoding: try Data(contentsOf: outURL), as: UTF8.self),
                      stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
 }
-
-/// A fresh folder under the system's temporary directory, removed when the value goes away.
-final class TemporaryFolder {
-    let url: URL
-    var path: String { url.path }
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("loraswitch-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-
-    func file(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    func contents() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: path).sorted() }
-
-    func copy(_ source: String, as name: String) throws -> String {
-        let destination = file(name)
-        try FileManager.default.copyItem(atPath: source, toPath: destination)
-        return destination
-    }
-}
-
-func readBytes(_ path: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) }
-func writeBytes(_ bytes: [UInt8], to path: String) throws { try Data(bytes).write(to: URL(fileURLWithPath: path)) }
 
 /// Rewrites the JSON header of a safetensors file through `edit`, keeping the data area as it is.
 func editSafetensorsHeader(_ path: String, _ edit: (inout [String: Any], _ dataSize: Int) throws -> Void) throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Formats
 import Kernels
 
@@ -16,7 +17,7 @@ struct SafetensorsFolderTests {
 
     /// A copy of the sharded fixture whose index's weight_map has been edited by `edit`.
     private func shardedCopy(_ edit: (inout [String: String]) -> Void) throws -> (folder: String, index: String) {
-        let copy = try folder.copy(folder: fixture("llama-sharded"), as: "sharded-\(UUID().uuidString)")
+        let copy = try folder.copy(fixture("llama-sharded"), as: "sharded-\(UUID().uuidString)")
         let indexPath = (copy as NSString).appendingPathComponent("model.safetensors.index.json")
         var index = try readIndex(indexPath)
         var map = try #require(index["weight_map"] as? [String: String])
@@ -92,7 +93,7 @@ struct SafetensorsFolderTests {
     }
 
     @Test func invalidIndex() throws {
-        let copy = try folder.copy(folder: fixture("llama-sharded"), as: "bad-index")
+        let copy = try folder.copy(fixture("llama-sharded"), as: "bad-index")
         let indexPath = (copy as NSString).appendingPathComponent("model.safetensors.index.json")
         for text in ["{", "[]", #"{"metadata": {}}"#, #"{"weight_map": {"a": 1}}"#] {
             try Data(text.utf8).write(to: URL(fileURLWithPath: indexPath))
@@ -103,7 +104,7 @@ struct SafetensorsFolderTests {
     }
 
     @Test func aBadShardIsReportedByItsName() throws {
-        let copy = try folder.copy(folder: fixture("llama-sharded"), as: "bad-shard")
+        let copy = try folder.copy(fixture("llama-sharded"), as: "bad-shard")
         let shard = (copy as NSString).appendingPathComponent("model-00002-of-00003.safetensors")
         let bytes = try readBytes(shard)
         try Data(bytes[0..<(bytes.count / 2)]).write(to: URL(fileURLWithPath: shard))

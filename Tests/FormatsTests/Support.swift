@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Formats
 import Kernels
 
@@ -11,41 +12,6 @@ let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
 let modelsFolder = fixtures.appendingPathComponent("models")
 
 func fixture(_ relative: String) -> String { modelsFolder.appendingPathComponent(relative).path }
-
-func readBytes(_ path: String) throws -> [UInt8] {
-    [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-}
-
-/// A fresh folder under the system's temporary directory, removed when the value goes away.
-final class TemporaryFolder {
-    let url: URL
-    var path: String { url.path }
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("loraswitch-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-
-    func file(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    @discardableResult
-    func write(_ name: String, _ bytes: [UInt8]) throws -> String {
-        let p = file(name)
-        try Data(bytes).write(to: URL(fileURLWithPath: p))
-        return p
-    }
-
-    func contents() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: path).sorted() }
-
-    /// A copy of a fixture folder inside this one.
-    func copy(folder source: String, as name: String) throws -> String {
-        let destination = file(name)
-        try FileManager.default.copyItem(atPath: source, toPath: destination)
-        return destination
-    }
-}
 
 extension Array where Element == UInt8 {
     /// Writes `value` little-endian at `offset`.

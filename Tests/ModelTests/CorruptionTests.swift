@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import Formats
 import Kernels
 @testable import Model

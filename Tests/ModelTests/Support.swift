@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import Formats
 import Kernels
 @testable import Model
@@ -60,34 +61,6 @@ func allLogits(_ model: LanguageModel, _ tokens: [Int], threads: Int = 2, chunkS
     try session.logits(for: tokens, into: out.pointer)
     #expect(session.position == tokens.count)
     return out.toArray()
-}
-
-/// A fresh folder under the system's temporary directory, removed when the value goes away.
-final class TemporaryFolder {
-    let url: URL
-    var path: String { url.path }
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("loraswitch-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-
-    func file(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    @discardableResult
-    func write(_ name: String, _ text: String) throws -> String {
-        let p = file(name)
-        try Data(text.utf8).write(to: URL(fileURLWithPath: p))
-        return p
-    }
-
-    func copy(_ source: String, as name: String) throws -> String {
-        let destination = file(name)
-        try FileManager.default.copyItem(atPath: source, toPath: destination)
-        return destination
-    }
 }
 
 /// A tensor held in memory, to be written with SafetensorsWriter.
