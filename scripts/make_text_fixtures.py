@@ -26,6 +26,7 @@ Everything is deterministic: the tokenizers are trained single-threaded on a fix
 written below, and all JSON is written with sorted/fixed key order and ASCII escapes, so
 re-running gives byte-identical files (same library versions assumed: tokenizers,
 transformers/jinja2 and the llama.cpp build inside llama-cpp-python are part of the recipe).
+Its parts live in scripts/textfix/.
 """
 
 from __future__ import annotations
