@@ -65,15 +65,17 @@ struct AdapterFixtureTests {
     }
 
     /// Prefill of a few tokens, then one token at a time: decoding runs each strategy's single-token path (merged
-    /// copies, per-token routing) and must give the reference's logits at every position.
+    /// copies, per-token routing) and must give the reference's logits at every position. Fused decoding splits its
+    /// input-side products between the threads, so it also runs on one and on three.
     @Test(arguments: AdapterCase.all())
     func prefillThenDecode(_ fixture: AdapterCase) throws {
         let model = try LanguageModel.load(path: fixture.base)
         let adapter = try Adapter.load(fixture.specs, model: model)
         let (expected, vocabulary) = try fixture.expected()
         let prompt = 3
-        for strategy in strategies(for: adapter, model: model) {
-            let session = InferenceSession(model: model, pool: ThreadPool(threads: 2), capacity: fixture.tokens.count)
+        let runs = strategies(for: adapter, model: model).map { ($0, 2) } + [(.fused, 1), (.fused, 3)]
+        for (strategy, threads) in runs {
+            let session = InferenceSession(model: model, pool: ThreadPool(threads: threads), capacity: fixture.tokens.count)
             session.adapters = try adapter.runtime(strategy, for: session)
             let first = try session.prefill(Array(fixture.tokens[0..<prompt]))
             var worst = maxDifference(first.baseAddress!, Array(expected[((prompt - 1) * vocabulary)..<(prompt * vocabulary)]))
@@ -83,7 +85,7 @@ struct AdapterFixtureTests {
             }
             // Decoding 4-bit weights uses 16-bit activations (Kernels/IntegerDot.swift).
             let allowed: Float = [.q4_0, .q4_1].contains(model.weights.layers[0].q.weight.dtype) ? 5e-4 : 1e-4
-            #expect(worst <= allowed, "\(fixture) \(strategy): max |Δ| \(worst)")
+            #expect(worst <= allowed, "\(fixture) \(strategy), \(threads) threads: max |Δ| \(worst)")
         }
     }
 
