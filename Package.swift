@@ -37,11 +37,14 @@ let package = Package(
                                                          "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]),
         // What the test targets share (temporary folders, file bytes); not part of the product.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftFlags),
+        // Counts each thread's heap allocations in the test executable (decoding must make none).
+        .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: swiftFlags),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TestSupport"], swiftSettings: swiftFlags),
         .testTarget(name: "TextTests", dependencies: ["Text"], swiftSettings: swiftFlags),
         .testTarget(name: "ModelTests", dependencies: ["Model", "TestSupport"], swiftSettings: swiftFlags),
-        .testTarget(name: "AdaptersTests", dependencies: ["Adapters", "TestSupport"], swiftSettings: swiftFlags),
+        .testTarget(name: "AdaptersTests", dependencies: ["Adapters", "TestSupport", "AllocationCounter"],
+                    swiftSettings: swiftFlags),
         .testTarget(name: "CLITests", dependencies: ["Model", "Adapters", "TestSupport"], swiftSettings: swiftFlags),
     ]
 )

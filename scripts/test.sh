@@ -6,3 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 swift build --build-tests
 swift test --skip-build "$@"
+# Whether decoding allocates is a property of optimized code: that suite runs again in release (Tests/AdaptersTests/
+# AllocationTests.swift; unoptimized builds allocate where the optimizer would not, so it is off there).
+if [ $# -eq 0 ]; then
+    swift test -c release -Xswiftc -enable-testing --filter AllocationTests
+fi
