@@ -31,7 +31,8 @@ public final class AdapterRuntime: ForwardAdapters {
     /// Per projection (index in `LayerTensor.projections`): layer routing's decisions [T, k] and, for one token,
     /// the scaled input-side products u_j = g_j·s·A_j x [k, maxRank] that `prepare` computed.
     var slots: [Slot]
-    /// `prepare`'s parallel work: (projection slot, j) pairs whose A rows are split between threads.
+    /// `prepare`'s parallel work when no region folded the input side (o's input, layer 0's q/k/v, layer routing):
+    /// (projection slot, j) pairs whose A rows are split between threads.
     var work: [(slot: Int, j: Int, pair: LowRankPair, gate: Float)] = []
     var workRows = 0
     var workInput: UnsafePointer<Float>?
@@ -52,8 +53,8 @@ public final class AdapterRuntime: ForwardAdapters {
         /// One token: the (B_j, u_j) the projection's matrix-vector product adds, set by `prepare`.
         let terms: UnsafeMutablePointer<LowRankTerm>
         var termCount = 0
-        /// `foldInput`'s per-thread partial products [threads, k, maxRank] and partial Σx² [threads], the layer
-        /// they were made for (-1: none pending), and whether the input was normalized.
+        /// `foldInput`'s per-thread partial products [threads, k, maxRank] and partial Σx² (one per thread, a cache
+        /// line apart), the layer they were made for (-1: none pending), and whether the input was normalized.
         let partials: FloatBuffer
         let squares: FloatBuffer
         var foldedLayer = -1
