@@ -75,10 +75,10 @@ public final class Adapter: @unchecked Sendable {
 
     init(routing: Routing, numExperts: Int, projections: [[AdaptedProjection?]], tokenRouter: WeightMatrix?,
          name: String, storage: [AnyObject]) {
-        // Every A also transposed and every B tiled, into one buffer: the decoding layouts.
+        // Every A also transposed and every B tiled, into one buffer on huge pages: the decoding layouts.
         let pairs = projections.joined().compactMap { $0 }.flatMap(\.experts).compactMap { $0 }
         let total = pairs.reduce(0) { $0 + $1.a.byteCount + LowRankTiles.byteCount(of: $1.b) }
-        let decoding = ByteStorage(count: total)
+        let decoding = ByteStorage(count: total, hugePages: true)
         var offset = 0
         self.projections = projections.map { layer in
             layer.map { projection in

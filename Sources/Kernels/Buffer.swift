@@ -41,9 +41,20 @@ public final class ByteStorage: @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer
     public let count: Int
 
-    public init(count: Int) {
+    /// With `hugePages`, storage of 2 MiB or more is 2 MiB-aligned and asks for transparent huge pages before its
+    /// first touch: for data read in many short pieces scattered over hundreds of megabytes (the adapters' decoding
+    /// layouts), which otherwise cost a page walk every 4 KiB — ~1.5 points of token-fused overhead on smollm2-135m
+    /// f32. The advice is only advice: where the kernel gives no huge pages, the memory works as any other.
+    public init(count: Int, hugePages: Bool = false) {
         self.count = count
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(1, count), alignment: 64)
+        let huge = 2 << 20
+        if hugePages && count >= huge {
+            let size = (count + huge - 1) / huge * huge
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: huge)
+            _ = madvise(pointer, size, MADV_HUGEPAGE)
+        } else {
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: max(1, count), alignment: 64)
+        }
         pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(1, count))
     }
 
