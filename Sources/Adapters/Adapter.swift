@@ -86,7 +86,7 @@ public final class Adapter: @unchecked Sendable {
                     AdaptedProjection(experts: p.experts.map { pair in
                         pair.map { pair in
                             var pair = pair
-                            pair.at = transpose(pair.a, into: decoding.pointer + offset)
+                            pair.at = transposed(pair.a, into: decoding.pointer + offset)
                             offset += pair.a.byteCount
                             pair.bTiles = LowRankTiles.tile(pair.b, into: decoding.pointer + offset)
                             offset += LowRankTiles.byteCount(of: pair.b)
@@ -105,7 +105,7 @@ public final class Adapter: @unchecked Sendable {
     }
 
     public func projection(layer: Int, _ tensor: LayerTensor) -> AdaptedProjection? {
-        guard let i = LayerTensor.projections.firstIndex(of: tensor), layer < projections.count else { return nil }
+        guard let i = tensor.projectionIndex, layer < projections.count else { return nil }
         return projections[layer][i]
     }
 
@@ -125,24 +125,5 @@ public final class Adapter: @unchecked Sendable {
             }
         }
         return total
-    }
-}
-
-/// m [rows, cols] → [cols, rows] at `destination` (float dtypes).
-private func transpose(_ m: WeightMatrix, into destination: UnsafeMutableRawPointer) -> WeightMatrix {
-    switch m.dtype.blockBytes {
-    case 4: transpose(m, into: destination, as: UInt32.self)
-    default: transpose(m, into: destination, as: UInt16.self)
-    }
-    return WeightMatrix(data: destination, dtype: m.dtype, rows: m.cols, cols: m.rows)!
-}
-
-private func transpose<T>(_ m: WeightMatrix, into destination: UnsafeMutableRawPointer, as _: T.Type) {
-    let out = destination.assumingMemoryBound(to: T.self)
-    for r in 0..<m.rows {
-        let row = m.row(r)
-        for c in 0..<m.cols {
-            out[c * m.rows + r] = row.loadUnaligned(fromByteOffset: c * MemoryLayout<T>.stride, as: T.self)
-        }
     }
 }

@@ -91,7 +91,7 @@ extension Adapter {
         let c = model.configuration
         for l in parts.pairs.indices {
             for (tensor, heads) in [(LayerTensor.q, c.numAttentionHeads), (.k, c.numKeyValueHeads)] {
-                let t = LayerTensor.projections.firstIndex(of: tensor)!
+                let t = tensor.projectionIndex!
                 for e in parts.pairs[l][t].indices {
                     guard let pair = parts.pairs[l][t][e] else { continue }
                     let storage = ByteStorage(count: pair.b.byteCount)

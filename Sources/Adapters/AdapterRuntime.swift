@@ -282,7 +282,7 @@ public final class AdapterRuntime: ForwardAdapters {
     public func adjust(layer: Int, projection tensor: LayerTensor, input x: UnsafePointer<Float>, tokens t: Int,
                        output y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, thread: Int) {
         guard let p = adapter.projection(layer: layer, tensor), !rows.isEmpty else { return }
-        let (experts, gates) = decisions(LayerTensor.projections.firstIndex(of: tensor)!)
+        let (experts, gates) = decisions(tensor.projectionIndex!)
         experts.withUnsafeBufferPointer { experts in
             gates.withUnsafeBufferPointer { gates in
                 addTokens(p, x, t, y, ldy, rows, experts: experts, gates: gates, scratch[thread])
@@ -294,7 +294,7 @@ public final class AdapterRuntime: ForwardAdapters {
                               output y: UnsafeMutablePointer<Float>, ldy: Int, pool: ThreadPool) {
         guard let p = adapter.projection(layer: layer, tensor) else { return }
         let s = scratch[0]
-        let index = LayerTensor.projections.firstIndex(of: tensor)!
+        let index = tensor.projectionIndex!
         if case .layer = adapter.routing, let router = p.router {
             route(router, input: x, tokens: t, cols: router.cols, experts: &slots[index].experts, gates: &slots[index].gates, scratch: s)
         }

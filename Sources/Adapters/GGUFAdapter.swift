@@ -55,7 +55,7 @@ extension Adapter {
             let pair = LowRankPair(a: WeightMatrix(data: a.data, dtype: a.dtype, rows: rank, cols: base.inputs)!,
                                    b: WeightMatrix(data: b.data, dtype: b.dtype, rows: base.outputs, cols: rank)!,
                                    scale: alpha == 0 ? 1 : Float(alpha / Double(rank)))
-            parts.set(pair, layer: layer, tensor: LayerTensor.projections.firstIndex(of: tensor)!, expert: 0)
+            parts.set(pair, layer: layer, tensor: tensor.projectionIndex!, expert: 0)
         }
         try parts.checkComplete(file: path)
         return parts

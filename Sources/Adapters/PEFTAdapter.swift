@@ -235,7 +235,7 @@ extension Adapter {
         guard let (tensor, _) = moduleNames.first(where: { $0.value.block == parts[1] && $0.value.name == parts[2] }) else {
             throw unexpected("module \(parts[1]).\(parts[2]) does not exist in a \(model.configuration.modelType.rawValue) model (\(AdapterError.otherBaseHint))")
         }
-        let index = LayerTensor.projections.firstIndex(of: tensor)!
+        let index = tensor.projectionIndex!
         parts.removeFirst(3)
         if parts == ["router", "weight"] {
             return TensorKey(layer: layer, tensor: tensor, tensorIndex: index, expert: 0, isA: false, isRouter: true)

@@ -53,7 +53,7 @@ extension Adapter {
                                  storage: [tensors])
         for l in 0..<c.numHiddenLayers {
             for tensor in targets {
-                let t = LayerTensor.projections.firstIndex(of: tensor)!
+                let t = tensor.projectionIndex!
                 let base = model.weights.layers[l].projection(tensor)!
                 for e in 0..<experts {
                     let a = fill("\(l).\(t).\(e).a", rows: rank, cols: base.inputs, bound: 1 / Float(base.inputs).squareRoot())

@@ -11,7 +11,6 @@ public struct LowRankTiles: @unchecked Sendable {
     /// Tile k, element (q, i) = B[16k + i, q], at row k·r + q.
     public let matrix: WeightMatrix
     public let rank: Int
-    public let outputs: Int
 
     /// Bytes `tile(_:into:)` writes for B.
     public static func byteCount(of b: WeightMatrix) -> Int {
@@ -20,24 +19,32 @@ public struct LowRankTiles: @unchecked Sendable {
 
     /// Lays B (a float dtype) out as tiles at `destination` (`byteCount(of: b)` bytes).
     public static func tile(_ b: WeightMatrix, into destination: UnsafeMutableRawPointer) -> LowRankTiles {
-        precondition(!b.dtype.isQuantized, "low-rank factors are stored as floats")
         destination.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount(of: b))
-        if b.dtype.blockBytes == 4 { tile(b, into: destination, as: UInt32.self) } else { tile(b, into: destination, as: UInt16.self) }
         let r = b.cols
+        relayout(b, into: destination) { i, q in ((i / 16) * r + q) * 16 + i % 16 }
         let matrix = WeightMatrix(data: destination, dtype: b.dtype, rows: (b.rows + 15) / 16 * r, cols: 16)!
-        return LowRankTiles(matrix: matrix, rank: r, outputs: b.rows)
+        return LowRankTiles(matrix: matrix, rank: r)
     }
 }
 
-extension LowRankTiles {
-    private static func tile<T>(_ b: WeightMatrix, into destination: UnsafeMutableRawPointer, as _: T.Type) {
-        let out = destination.assumingMemoryBound(to: T.self), r = b.cols
-        for i in 0..<b.rows {
-            let row = b.row(i)
-            for q in 0..<r {
-                out[((i / 16) * r + q) * 16 + i % 16] = row.loadUnaligned(fromByteOffset: q * MemoryLayout<T>.stride, as: T.self)
-            }
-        }
+/// A [r, in] as Aᵀ [in, r] at `destination` (`a.byteCount` bytes): the layout of `partialLowRankInput`.
+public func transposed(_ a: WeightMatrix, into destination: UnsafeMutableRawPointer) -> WeightMatrix {
+    let rows = a.rows
+    relayout(a, into: destination) { q, i in i * rows + q }
+    return WeightMatrix(data: destination, dtype: a.dtype, rows: a.cols, cols: a.rows)!
+}
+
+/// Copies element (r, c) of m (a float dtype) to element `index(r, c)` at `destination`.
+private func relayout(_ m: WeightMatrix, into destination: UnsafeMutableRawPointer, index: (Int, Int) -> Int) {
+    precondition(!m.dtype.isQuantized, "low-rank factors are stored as floats")
+    if m.dtype.blockBytes == 4 { relayout(m, destination, UInt32.self, index) } else { relayout(m, destination, UInt16.self, index) }
+}
+
+private func relayout<T>(_ m: WeightMatrix, _ destination: UnsafeMutableRawPointer, _: T.Type, _ index: (Int, Int) -> Int) {
+    let out = destination.assumingMemoryBound(to: T.self)
+    for r in 0..<m.rows {
+        let row = m.row(r)
+        for c in 0..<m.cols { out[index(r, c)] = row.loadUnaligned(fromByteOffset: c * MemoryLayout<T>.stride, as: T.self) }
     }
 }
 
