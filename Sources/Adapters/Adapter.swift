@@ -1,3 +1,4 @@
+import Foundation
 import Formats
 import Kernels
 import Model
@@ -10,12 +11,6 @@ public struct LowRankPair: @unchecked Sendable {
     /// [out, r]
     public let b: WeightMatrix
     public let scale: Float
-    /// Aᵀ [in, r], same dtype: the layout in which one token's input side is computed a share of inputs at a time
-    /// (see `partialLowRankInput`); set by `Adapter`.
-    public internal(set) var at: WeightMatrix?
-    /// B in tiles of 16 rows: the layout in which one token's output side is added (see `LowRankTiles`); set by
-    /// `Adapter`.
-    public internal(set) var bTiles: LowRankTiles?
 
     public init(a: WeightMatrix, b: WeightMatrix, scale: Float) {
         self.a = a
@@ -75,32 +70,12 @@ public final class Adapter: @unchecked Sendable {
 
     init(routing: Routing, numExperts: Int, projections: [[AdaptedProjection?]], tokenRouter: WeightMatrix?,
          name: String, storage: [AnyObject]) {
-        // Every A also transposed and every B tiled, into one buffer on huge pages: the decoding layouts.
-        let pairs = projections.joined().compactMap { $0 }.flatMap(\.experts).compactMap { $0 }
-        let total = pairs.reduce(0) { $0 + $1.a.byteCount + LowRankTiles.byteCount(of: $1.b) }
-        let decoding = ByteStorage(count: total, hugePages: true)
-        var offset = 0
-        self.projections = projections.map { layer in
-            layer.map { projection in
-                projection.map { p in
-                    AdaptedProjection(experts: p.experts.map { pair in
-                        pair.map { pair in
-                            var pair = pair
-                            pair.at = transposed(pair.a, into: decoding.pointer + offset)
-                            offset += pair.a.byteCount
-                            pair.bTiles = LowRankTiles.tile(pair.b, into: decoding.pointer + offset)
-                            offset += LowRankTiles.byteCount(of: pair.b)
-                            return pair
-                        }
-                    }, router: p.router)
-                }
-            }
-        }
+        self.projections = projections
         self.routing = routing
         self.numExperts = numExperts
         self.tokenRouter = tokenRouter
         self.name = name
-        self.storage = storage + [decoding]
+        self.storage = storage
         maxRank = projections.joined().compactMap { $0 }.flatMap(\.experts).compactMap { $0?.rank }.max() ?? 0
     }
 
@@ -111,6 +86,26 @@ public final class Adapter: @unchecked Sendable {
 
     /// The largest rank of any expert (scratch sizes).
     public let maxRank: Int
+
+    /// Expert `e`'s pair for projection slot `index` (in `LayerTensor.projections`) of `layer`, if it has one.
+    func pair(_ layer: Int, _ index: Int, _ e: Int) -> LowRankPair? {
+        guard let p = projections[layer][index], e < p.experts.count else { return nil }
+        return p.experts[e]
+    }
+
+    /// The factors laid out for decoding on `partition`'s threads, made on first use and kept (sessions with the
+    /// same thread count share them).
+    func decodingLayout(_ partition: DecodingPartition) -> DecodingLayout {
+        layoutLock.lock()
+        defer { layoutLock.unlock() }
+        if let layout = layouts.first(where: { $0.partition == partition }) { return layout }
+        let layout = DecodingLayout(self, partition: partition)
+        layouts.append(layout)
+        return layout
+    }
+
+    private var layouts: [DecodingLayout] = []
+    private let layoutLock = NSLock()
 
     /// Bytes of adapter weights read to decode one token when `k` experts are active: every adapted projection's
     /// active pairs, and the routers.

@@ -8,7 +8,8 @@ import Model
 /// produces x — each thread multiplies its share of x by the matching rows of Aᵀ (`foldInput`) — and `prepare` adds
 /// the shares up (for o's input, the attention output, `prepare` runs one short parallel step instead). Inside the
 /// projection's region, each thread adds B_j u_j to its output rows right after computing them, from B in tiles of
-/// 16 rows (Kernels/LowRank.swift). Prefill gathers, per expert, the tokens that chose it and runs them as one batch
+/// 16 rows (Kernels/LowRank.swift). Both read the adapter's `DecodingLayout`, where what one thread reads in one
+/// region for one expert is one contiguous block. Prefill gathers, per expert, the tokens that chose it and runs them as one batch
 /// through A and B (as SGMV kernels do).
 ///
 /// Reference: per token and per active expert, A x and B u are separate parallel steps after the projection, the
@@ -45,14 +46,17 @@ public final class AdapterRuntime: ForwardAdapters {
     let pairs: UnsafeMutablePointer<LowRankPair?>
     let adapted: UnsafeMutablePointer<Bool>
     let layers: Int
+    /// The factors in each thread's reading order, for fused decoding (nil when unfused).
+    let layout: DecodingLayout?
 
     final class Slot {
         var experts: [Int32]
         var gates: [Float]
         let u: FloatBuffer
-        /// One token: the (B_j, u_j) the projection's matrix-vector product adds, set by `prepare`.
+        /// One token: the (B_j, u_j) the projection's matrix-vector product adds on each thread, [threads, k], and
+        /// how many each thread has, set by `prepare`.
         let terms: UnsafeMutablePointer<LowRankTerm>
-        var termCount = 0
+        let termCounts: UnsafeMutablePointer<Int>
         /// `foldInput`'s per-thread partial products [threads, k, maxRank] and partial Σx² (one per thread, a cache
         /// line apart), the layer they were made for (-1: none pending), and whether the input was normalized.
         let partials: FloatBuffer
@@ -64,12 +68,17 @@ public final class AdapterRuntime: ForwardAdapters {
             experts = [Int32](repeating: 0, count: chunk * k)
             gates = [Float](repeating: 0, count: chunk * k)
             u = FloatBuffer(count: k * max(1, maxRank))
-            terms = .allocate(capacity: k)
+            terms = .allocate(capacity: threads * k)
+            termCounts = .allocate(capacity: threads)
+            termCounts.initialize(repeating: 0, count: threads)
             partials = FloatBuffer(count: threads * k * max(1, maxRank))
             squares = FloatBuffer(count: threads * 16) // a cache line per thread
         }
 
-        deinit { terms.deallocate() }
+        deinit {
+            terms.deallocate()
+            termCounts.deallocate()
+        }
     }
 
     /// Per-thread buffers, sized for `chunk` tokens.
@@ -133,6 +142,7 @@ public final class AdapterRuntime: ForwardAdapters {
             }
         }
         work.reserveCapacity(3 * max(1, k))
+        layout = unfused ? nil : adapter.decodingLayout(DecodingPartition(c, threads: threads))
         if case .fixed(let gates) = adapter.routing {
             for t in 0..<chunk {
                 for j in 0..<k {
@@ -186,7 +196,7 @@ public final class AdapterRuntime: ForwardAdapters {
             if case .layer = adapter.routing, let router = adapter.projection(layer: layer, tensor)?.router {
                 route(router, input: x, tokens: t, cols: router.cols, experts: &slot.experts, gates: &slot.gates, scratch: scratch[0])
             }
-            slot.termCount = 0
+            for thread in 0..<threads { slot.termCounts[thread] = 0 }
             let wasFolded = slot.foldedLayer == layer
             slot.foldedLayer = -1
             guard t == 1 else { continue }
@@ -201,8 +211,13 @@ public final class AdapterRuntime: ForwardAdapters {
                     work.append((index, j, pair, gates[j] * pair.scale))
                     workRows += pair.rank
                 }
-                (slot.terms + slot.termCount).initialize(to: LowRankTerm(b: pair.bTiles!, u: u))
-                slot.termCount += 1
+                guard let layout else { continue }
+                for thread in 0..<threads {
+                    guard let tiles = layout.tiles[layout.slot(layer: layer, projection: index, expert: experts[j], thread: thread)]
+                    else { continue }
+                    (slot.terms + thread * k + slot.termCounts[thread]).initialize(to: LowRankTerm(b: tiles, u: u))
+                    slot.termCounts[thread] += 1
+                }
             }
         }
         guard workRows > 0 else { return }
@@ -229,6 +244,7 @@ public final class AdapterRuntime: ForwardAdapters {
 
     public func foldInput(layer: Int, projections: [LayerTensor], source: UnsafePointer<Float>, norm: UnsafePointer<Float>?,
                           inputs: Range<Int>, thread: Int) {
+        guard let layout else { return }
         if case .layer = adapter.routing { return } // its experts are known only once the router has seen all inputs
         var x = source
         var squares: Float = 0
@@ -247,8 +263,12 @@ public final class AdapterRuntime: ForwardAdapters {
                 let slot = slots[index]
                 slot.squares.pointer[16 * thread] = squares
                 for j in 0..<k {
-                    guard let pair = pair(layer, index, experts[j]) else { continue }
-                    partialLowRankInput(pair.at!, x, inputs: inputs, into: slot.partials.pointer + (thread * k + j) * width)
+                    let partial = slot.partials.pointer + (thread * k + j) * width
+                    if let at = layout.folds[layout.slot(layer: layer, projection: index, expert: experts[j], thread: thread)] {
+                        partialLowRankInput(at, x + inputs.lowerBound, inputs: 0..<inputs.count, into: partial)
+                    } else {
+                        partial.update(repeating: 0, count: width) // no inputs here, or no pair
+                    }
                 }
                 if thread == 0 {
                     slot.foldedLayer = layer
@@ -274,9 +294,9 @@ public final class AdapterRuntime: ForwardAdapters {
         }
     }
 
-    public func decodingTerms(layer: Int, projection tensor: LayerTensor) -> UnsafeBufferPointer<LowRankTerm> {
+    public func decodingTerms(layer: Int, projection tensor: LayerTensor, thread: Int) -> UnsafeBufferPointer<LowRankTerm> {
         let slot = slots[tensor.projectionIndex!]
-        return UnsafeBufferPointer(start: slot.terms, count: slot.termCount)
+        return UnsafeBufferPointer(start: slot.terms + thread * k, count: slot.termCounts[thread])
     }
 
     public func adjust(layer: Int, projection tensor: LayerTensor, input x: UnsafePointer<Float>, tokens t: Int,

@@ -100,8 +100,8 @@ public final class MergedAdapters: ForwardAdapters {
         }
     }
 
-    public func decodingTerms(layer: Int, projection: LayerTensor) -> UnsafeBufferPointer<LowRankTerm> {
-        usesCopies ? .init(start: nil, count: 0) : fused.decodingTerms(layer: layer, projection: projection)
+    public func decodingTerms(layer: Int, projection: LayerTensor, thread: Int) -> UnsafeBufferPointer<LowRankTerm> {
+        usesCopies ? .init(start: nil, count: 0) : fused.decodingTerms(layer: layer, projection: projection, thread: thread)
     }
 
     public func adjust(layer: Int, projection: LayerTensor, input x: UnsafePointer<Float>, tokens: Int,

@@ -6,45 +6,60 @@
 // one contiguous run of tiles. (Row by row, B[i, :]·u costs a dot product per output: ~10 points of a 4-bit
 // model's decode time at top-2, rank 16.)
 
-/// B [n, r] as tiles of 16 rows, each transposed: [⌈n/16⌉ · r, 16], the last tile padded with zeros.
+/// B [n, r] as tiles of 16 rows, each transposed — all of them, or those that hold a range of rows — the last tile
+/// padded with zeros.
 public struct LowRankTiles: @unchecked Sendable {
-    /// Tile k, element (q, i) = B[16k + i, q], at row k·r + q.
+    /// Tile k (from `firstTile` on), element (q, i) = B[16k + i, q], at row (k − firstTile)·r + q.
     public let matrix: WeightMatrix
     public let rank: Int
+    public let firstTile: Int
 
-    /// Bytes `tile(_:into:)` writes for B.
-    public static func byteCount(of b: WeightMatrix) -> Int {
-        (b.rows + 15) / 16 * b.cols * 16 * b.dtype.blockBytes
+    /// The tiles that hold `rows` of B.
+    public static func tiles(holding rows: Range<Int>) -> Range<Int> { (rows.lowerBound / 16)..<((rows.upperBound + 15) / 16) }
+
+    /// Bytes `tile(_:rows:into:)` writes for `rows` of B (nil: all of them).
+    public static func byteCount(of b: WeightMatrix, rows: Range<Int>? = nil) -> Int {
+        tiles(holding: rows ?? 0..<b.rows).count * b.cols * 16 * b.dtype.blockBytes
     }
 
-    /// Lays B (a float dtype) out as tiles at `destination` (`byteCount(of: b)` bytes).
-    public static func tile(_ b: WeightMatrix, into destination: UnsafeMutableRawPointer) -> LowRankTiles {
-        destination.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount(of: b))
-        let r = b.cols
-        relayout(b, into: destination) { i, q in ((i / 16) * r + q) * 16 + i % 16 }
-        let matrix = WeightMatrix(data: destination, dtype: b.dtype, rows: (b.rows + 15) / 16 * r, cols: 16)!
-        return LowRankTiles(matrix: matrix, rank: r)
+    /// Lays the tiles holding `rows` of B (a float dtype; nil: all) out at `destination` (`byteCount` bytes).
+    public static func tile(_ b: WeightMatrix, rows: Range<Int>? = nil, into destination: UnsafeMutableRawPointer) -> LowRankTiles {
+        let held = tiles(holding: rows ?? 0..<b.rows), r = b.cols
+        destination.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount(of: b, rows: rows))
+        relayout(b, rows: (16 * held.lowerBound)..<min(b.rows, 16 * held.upperBound), columns: 0..<r, into: destination) { i, q in
+            ((i / 16 - held.lowerBound) * r + q) * 16 + i % 16
+        }
+        let matrix = WeightMatrix(data: destination, dtype: b.dtype, rows: held.count * r, cols: 16)!
+        return LowRankTiles(matrix: matrix, rank: r, firstTile: held.lowerBound)
     }
 }
 
-/// A [r, in] as Aᵀ [in, r] at `destination` (`a.byteCount` bytes): the layout of `partialLowRankInput`.
-public func transposed(_ a: WeightMatrix, into destination: UnsafeMutableRawPointer) -> WeightMatrix {
-    let rows = a.rows
-    relayout(a, into: destination) { q, i in i * rows + q }
-    return WeightMatrix(data: destination, dtype: a.dtype, rows: a.cols, cols: a.rows)!
+/// Columns `inputs` of A [r, in] (nil: all) as Aᵀ [inputs.count, r] at `destination` (r · inputs.count elements):
+/// the layout of `partialLowRankInput`.
+public func transposed(_ a: WeightMatrix, inputs: Range<Int>? = nil, into destination: UnsafeMutableRawPointer) -> WeightMatrix {
+    let rows = a.rows, inputs = inputs ?? 0..<a.cols
+    relayout(a, rows: 0..<rows, columns: inputs, into: destination) { q, i in (i - inputs.lowerBound) * rows + q }
+    return WeightMatrix(data: destination, dtype: a.dtype, rows: inputs.count, cols: a.rows)!
 }
 
-/// Copies element (r, c) of m (a float dtype) to element `index(r, c)` at `destination`.
-private func relayout(_ m: WeightMatrix, into destination: UnsafeMutableRawPointer, index: (Int, Int) -> Int) {
+/// Copies element (r, c) of m (a float dtype), for r in `rows` and c in `columns`, to element `index(r, c)` at
+/// `destination`.
+private func relayout(_ m: WeightMatrix, rows: Range<Int>, columns: Range<Int>, into destination: UnsafeMutableRawPointer,
+                      index: (Int, Int) -> Int) {
     precondition(!m.dtype.isQuantized, "low-rank factors are stored as floats")
-    if m.dtype.blockBytes == 4 { relayout(m, destination, UInt32.self, index) } else { relayout(m, destination, UInt16.self, index) }
+    if m.dtype.blockBytes == 4 {
+        relayout(m, rows, columns, destination, UInt32.self, index)
+    } else {
+        relayout(m, rows, columns, destination, UInt16.self, index)
+    }
 }
 
-private func relayout<T>(_ m: WeightMatrix, _ destination: UnsafeMutableRawPointer, _: T.Type, _ index: (Int, Int) -> Int) {
+private func relayout<T>(_ m: WeightMatrix, _ rows: Range<Int>, _ columns: Range<Int>, _ destination: UnsafeMutableRawPointer,
+                         _: T.Type, _ index: (Int, Int) -> Int) {
     let out = destination.assumingMemoryBound(to: T.self)
-    for r in 0..<m.rows {
+    for r in rows {
         let row = m.row(r)
-        for c in 0..<m.cols { out[index(r, c)] = row.loadUnaligned(fromByteOffset: c * MemoryLayout<T>.stride, as: T.self) }
+        for c in columns { out[index(r, c)] = row.loadUnaligned(fromByteOffset: c * MemoryLayout<T>.stride, as: T.self) }
     }
 }
 
@@ -82,7 +97,7 @@ func addLowRankTerms(_ terms: UnsafeBufferPointer<LowRankTerm>, _ y: UnsafeMutab
                 for term in terms {
                     let m = term.b.matrix, r = term.b.rank
                     var s: Float = 0
-                    for q in 0..<r { s += element(m, tile * r + q, row - first) * term.u[q] }
+                    for q in 0..<r { s += element(m, (tile - term.b.firstTile) * r + q, row - first) * term.u[q] }
                     y[row] += s
                 }
             }
@@ -102,7 +117,7 @@ private func element(_ m: WeightMatrix, _ r: Int, _ c: Int) -> Float {
 @inline(__always)
 private func addTile<E: FloatElements>(_ term: LowRankTerm, _ tile: Int, _ acc: inout SIMD16<Float>, _: E.Type) {
     let m = term.b.matrix, r = term.b.rank, u = term.u
-    let base = m.row(tile * r)
+    let base = m.row((tile - term.b.firstTile) * r)
     for q in 0..<r {
         acc.addProduct(E.load16(base + q * m.rowBytes, 0), SIMD16(repeating: u[q]))
     }

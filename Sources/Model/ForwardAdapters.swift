@@ -37,9 +37,10 @@ public protocol ForwardAdapters: AnyObject {
     /// Whether `projection` of `layer` has adapters (the session skips the calls below otherwise).
     func adapts(layer: Int, projection: LayerTensor) -> Bool
 
-    /// One token, inside the parallel region of `projection` (after `prepare`): the low-rank terms (B_j, u_j) its
-    /// matrix-vector product adds row by row — empty for none.
-    func decodingTerms(layer: Int, projection: LayerTensor) -> UnsafeBufferPointer<LowRankTerm>
+    /// One token, inside the parallel region of `projection` (after `prepare`), on thread `thread`: the low-rank
+    /// terms (B_j, u_j) its matrix-vector product adds to the thread's rows (`DecodingPartition.rows`) — empty for
+    /// none.
+    func decodingTerms(layer: Int, projection: LayerTensor, thread: Int) -> UnsafeBufferPointer<LowRankTerm>
 
     /// Several tokens, inside a parallel region, on thread `thread`: y[t, rows] holds the base product of
     /// `projection` for the input x [T, in]; add the adapters' share for those rows (y row stride `ldy`).

@@ -68,7 +68,7 @@ extension InferenceSession {
         // Attention block: x += o(attention(rope(q(n(x))), rope(k(n(x))), v(n(x)))).
         for i in 0..<t { rmsNorm(xp + i * d, weight: w.attentionNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
         adapters?.didNormalize(layer: l, normalized: xnp, tokens: t, pool: pool)
-        prepareAdapters(Self.attentionInputs, input: xnp)
+        prepareAdapters(Self.qkvRegion.projections, input: xnp)
         pool.run(regions.qkv)
         unfusedAdjust(.q, input: xnp, output: qp, ldy: qd)
         unfusedAdjust(.k, input: xnp, output: kp, ldy: kd)
@@ -84,7 +84,7 @@ extension InferenceSession {
         } else {
             pool.run(regions.attendPrefill)
         }
-        prepareAdapters(Self.outputInputs, input: attention.pointer)
+        prepareAdapters(Self.outputRegion.projections, input: attention.pointer)
         pool.run(regions.output)
         if !step.fused {
             unfusedAdjust(.o, input: attention.pointer, output: delta.pointer, ldy: d)
@@ -93,14 +93,14 @@ extension InferenceSession {
 
         // MLP block: x += down(silu(gate(n(x))) · up(n(x))).
         for i in 0..<t { rmsNorm(xp + i * d, weight: w.mlpNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
-        prepareAdapters(Self.mlpInputs, input: xnp)
+        prepareAdapters(Self.gateUpRegion.projections, input: xnp)
         pool.run(regions.gateUp)
         if !step.fused {
             unfusedAdjust(.gate, input: xnp, output: gate.pointer, ldy: c.intermediateSize)
             unfusedAdjust(.up, input: xnp, output: up.pointer, ldy: c.intermediateSize)
             pool.run(regions.activation)
         }
-        prepareAdapters(Self.downInputs, input: gate.pointer)
+        prepareAdapters(Self.downRegion.projections, input: gate.pointer)
         pool.run(regions.down)
         if !step.fused {
             unfusedAdjust(.down, input: gate.pointer, output: delta.pointer, ldy: d)
@@ -108,10 +108,10 @@ extension InferenceSession {
         }
     }
 
-    static let attentionInputs: [LayerTensor] = [.q, .k, .v]
-    static let outputInputs: [LayerTensor] = [.o]
-    static let mlpInputs: [LayerTensor] = [.gate, .up]
-    static let downInputs: [LayerTensor] = [.down]
+    static let qkvRegion = DecodingPartition.regions[0]
+    static let outputRegion = DecodingPartition.regions[1]
+    static let gateUpRegion = DecodingPartition.regions[2]
+    static let downRegion = DecodingPartition.regions[3]
 
     /// Fused adapters: their work on a region's input, before the region.
     @inline(__always)
@@ -120,23 +120,21 @@ extension InferenceSession {
         adapters.prepare(layer: step.layer, projections: projections, input: input, tokens: step.tokens, pool: pool)
     }
 
-    @inline(__always) private func rows(_ count: Int, _ thread: Int) -> Range<Int> {
-        ThreadPool.chunk(count, part: thread, of: pool.threadCount, granularity: 16)
-    }
+    @inline(__always) private func rows(_ count: Int, _ thread: Int) -> Range<Int> { partition.split(count, thread: thread) }
 
-    /// Rows `range` (counted from `offset` in a concatenation of projections) of y[T, out] = x[T, in] · Wᵀ + b, plus
-    /// what the adapters add. Every projection of the model goes through here.
+    /// This thread's rows (`partition`) of y[T, out] = x[T, in] · Wᵀ + b, plus what the adapters add. Every
+    /// projection of the model goes through here.
     @inline(__always)
     private func project(_ tensor: LayerTensor, _ linear: LinearView, _ x: UnsafePointer<Float>,
-                         _ y: UnsafeMutablePointer<Float>, _ range: Range<Int>, offset: Int, thread: Int) {
-        guard !range.isEmpty else { return }
+                         _ y: UnsafeMutablePointer<Float>, thread: Int) {
+        let rows = partition.rows(tensor, thread: thread)
+        guard !rows.isEmpty else { return }
         let t = step.tokens
-        let rows = (range.lowerBound - offset)..<(range.upperBound - offset)
         let out = linear.weight.rows
         let adapted = step.fused && adapters?.adapts(layer: step.layer, projection: tensor) == true
         if t == 1 {
             // One token: the adapters' output sides ride along in the matrix-vector pass.
-            let terms = adapted ? adapters!.decodingTerms(layer: step.layer, projection: tensor) : .init(start: nil, count: 0)
+            let terms = adapted ? adapters!.decodingTerms(layer: step.layer, projection: tensor, thread: thread) : .init(start: nil, count: 0)
             matvec(linear.weight, x, y, rows: rows, scratch: tiles[thread].pointer, adding: terms)
         } else {
             matmul(linear.weight, x, tokens: t, y, ldy: out, rows: rows, scratch: tiles[thread].pointer)
@@ -163,45 +161,43 @@ extension InferenceSession {
     /// q, k and v as one range of Q + 2K rows, split evenly.
     func qkv(thread: Int) {
         let w = step.view!
-        let qd = c.queryDimension, kd = c.keyValueDimension
-        let range = rows(qd + 2 * kd, thread)
-        project(.q, w.q, xn.pointer, q.pointer, range.clamped(to: 0..<qd), offset: 0, thread: thread)
-        project(.k, w.k, xn.pointer, k.pointer, range.clamped(to: qd..<(qd + kd)), offset: qd, thread: thread)
-        project(.v, w.v, xn.pointer, v.pointer, range.clamped(to: (qd + kd)..<(qd + 2 * kd)), offset: qd + kd, thread: thread)
+        project(.q, w.q, xn.pointer, q.pointer, thread: thread)
+        project(.k, w.k, xn.pointer, k.pointer, thread: thread)
+        project(.v, w.v, xn.pointer, v.pointer, thread: thread)
     }
 
     /// o projection and (fused) the residual add, by rows of D; then the adapters' start on gate and up's input.
     func output(thread: Int) {
         let w = step.view!
-        let range = rows(c.hiddenSize, thread)
-        project(.o, w.o, attention.pointer, delta.pointer, range, offset: 0, thread: thread)
+        let range = partition.rows(.o, thread: thread)
+        project(.o, w.o, attention.pointer, delta.pointer, thread: thread)
         guard step.fused else { return }
         addRows(delta.pointer, into: x.pointer, columns: range)
-        foldAdapterInput(layer: step.layer, Self.mlpInputs, x.pointer, norm: w.mlpNorm, range, thread: thread)
+        foldAdapterInput(layer: step.layer, Self.outputRegion.folds, x.pointer, norm: w.mlpNorm, range, thread: thread)
     }
 
     /// gate and up for the same rows of F, then (fused) SiLU(gate)·up in place of gate and the adapters' start on
     /// down's input.
     func gateUp(thread: Int) {
         let w = step.view!
-        let range = rows(c.intermediateSize, thread)
-        project(.gate, w.gate, xn.pointer, gate.pointer, range, offset: 0, thread: thread)
-        project(.up, w.up, xn.pointer, up.pointer, range, offset: 0, thread: thread)
+        let range = partition.rows(.gate, thread: thread)
+        project(.gate, w.gate, xn.pointer, gate.pointer, thread: thread)
+        project(.up, w.up, xn.pointer, up.pointer, thread: thread)
         guard step.fused else { return }
         activate(range)
-        foldAdapterInput(layer: step.layer, Self.downInputs, gate.pointer, norm: nil, range, thread: thread)
+        foldAdapterInput(layer: step.layer, Self.gateUpRegion.folds, gate.pointer, norm: nil, range, thread: thread)
     }
 
     /// down projection and (fused) the residual add, by rows of D; then the adapters' start on the next layer's
     /// q, k and v.
     func down(thread: Int) {
-        let range = rows(c.hiddenSize, thread)
+        let range = partition.rows(.down, thread: thread)
         let w = step.view!
-        project(.down, w.down, gate.pointer, delta.pointer, range, offset: 0, thread: thread)
+        project(.down, w.down, gate.pointer, delta.pointer, thread: thread)
         guard step.fused else { return }
         addRows(delta.pointer, into: x.pointer, columns: range)
         guard let norm = w.nextAttentionNorm else { return }
-        foldAdapterInput(layer: step.layer + 1, Self.attentionInputs, x.pointer, norm: norm, range, thread: thread)
+        foldAdapterInput(layer: step.layer + 1, Self.downRegion.folds, x.pointer, norm: norm, range, thread: thread)
     }
 
     /// One token with fused adapters: hands this thread's final share of the next projections' input to them.

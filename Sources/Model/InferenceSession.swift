@@ -13,6 +13,8 @@ import Kernels
 public final class InferenceSession {
     public let model: LanguageModel
     public let pool: ThreadPool
+    /// How the projection regions split their rows between the pool's threads.
+    public let partition: DecodingPartition
     /// Positions the KV cache holds.
     public let capacity: Int
     /// Tokens processed per prefill chunk.
@@ -50,6 +52,7 @@ public final class InferenceSession {
     public init(model: LanguageModel, pool: ThreadPool, capacity: Int? = nil, chunkSize: Int = 128) {
         self.model = model
         self.pool = pool
+        partition = DecodingPartition(model.configuration, threads: pool.threadCount)
         c = model.configuration
         let positions = max(1, capacity ?? min(c.maxPositionEmbeddings, 4096))
         self.capacity = positions

@@ -22,7 +22,7 @@ struct LowRankTests {
     /// matvec(W) + Σ_j B_j u_j for every base type and every kind of term set.
     @Test(arguments: DType.allCases, termSets)
     func termsRideInMatVec(dtype: DType, set: Terms) {
-        let rows = 37, cols = 576 // 37: a partial last tile
+        let rows = 53, cols = 576 // 53: a partial last tile
         let base = OwnedMatrix(rows: rows, cols: cols, dtype: dtype, seed: 1)
         let x = randomFloats(cols, seed: 2)
         let termTypes = set.types
@@ -31,29 +31,51 @@ struct LowRankTests {
         }
         let us = bs.enumerated().map { j, b in randomFloats(b.matrix.cols, in: -3...3, seed: UInt64(20 + j)) }
         let uBuffers = us.map { GuardedFloats($0) }
-        let tiles = bs.map { b in (storage: ByteStorage(count: LowRankTiles.byteCount(of: b.matrix)), b: b) }
-        let terms = zip(tiles, uBuffers).map { t, u in
-            LowRankTerm(b: LowRankTiles.tile(t.b.matrix, into: t.storage.pointer), u: UnsafePointer(u.pointer))
+        // All the tiles, with rows starting inside a tile; and only the tiles holding a thread's rows, as the
+        // decoding layout keeps them (the first tile is then not tile 0).
+        for (range, tiled) in [(3..<rows, nil), (19..<rows, 19..<rows)] as [(Range<Int>, Range<Int>?)] {
+            let tiles = bs.map { b in (storage: ByteStorage(count: LowRankTiles.byteCount(of: b.matrix, rows: tiled)), b: b) }
+            let terms = zip(tiles, uBuffers).map { t, u in
+                LowRankTerm(b: LowRankTiles.tile(t.b.matrix, rows: tiled, into: t.storage.pointer), u: UnsafePointer(u.pointer))
+            }
+            let y = GuardedFloats(count: rows)
+            let scratch = FloatBuffer(count: matvecScratchCount(cols: cols))
+            terms.withUnsafeBufferPointer { matvec(base.matrix, x, y.pointer, rows: range, scratch: scratch.pointer, adding: $0) }
+            #expect(y.guardsIntact)
+            for r in 0..<rows {
+                guard range.contains(r) else {
+                    #expect(y.pointer[r] == GuardedFloats.sentinel, "row \(r) outside \(range) was written")
+                    continue
+                }
+                var (expected, magnitude) = naiveRow(base.reference, row: r, cols: cols, x)
+                for (b, u) in zip(bs, us) {
+                    let (value, size) = naiveRow(b.reference, row: r, cols: b.matrix.cols, u)
+                    expected += value
+                    magnitude += size
+                }
+                let error = abs(Double(y.pointer[r]) - expected)
+                #expect(error <= dotTolerance(dtype) * magnitude + 1e-30,
+                        "\(dtype) + \(termTypes) rows \(range) row \(r): \(y.pointer[r]) vs \(expected)")
+            }
         }
-        let y = GuardedFloats(count: rows)
-        let scratch = FloatBuffer(count: matvecScratchCount(cols: cols))
-        let range = 3..<rows // starts inside a tile
-        terms.withUnsafeBufferPointer { matvec(base.matrix, x, y.pointer, rows: range, scratch: scratch.pointer, adding: $0) }
-        #expect(y.guardsIntact)
-        for r in 0..<rows {
-            guard range.contains(r) else {
-                #expect(y.pointer[r] == GuardedFloats.sentinel, "row \(r) outside \(range) was written")
-                continue
+    }
+
+    /// A thread's share of A's columns, transposed, holds exactly those inputs' values.
+    @Test(arguments: [DType.f32, .f16, .bf16], [16, 20])
+    func transposedShares(dtype: DType, rank: Int) {
+        let inputs = 577
+        let a = OwnedMatrix(rows: rank, cols: inputs, dtype: dtype, seed: 7, misaligned: rank == 20)
+        for share in [0..<288, 288..<inputs, 100..<101] {
+            let storage = ByteStorage(count: share.count * rank * dtype.blockBytes)
+            let at = transposed(a.matrix, inputs: share, into: storage.pointer)
+            #expect(at.rows == share.count && at.cols == rank)
+            let output = FloatBuffer(count: rank)
+            for (i, input) in share.enumerated() {
+                at.dequantizeRow(i, into: output.pointer)
+                for q in 0..<rank where output.pointer[q] != a.reference[q * inputs + input] {
+                    Issue.record("\(dtype) share \(share) Aᵀ[\(i), \(q)] = \(output.pointer[q]), A[\(q), \(input)] = \(a.reference[q * inputs + input])")
+                }
             }
-            var (expected, magnitude) = naiveRow(base.reference, row: r, cols: cols, x)
-            for (b, u) in zip(bs, us) {
-                let (value, size) = naiveRow(b.reference, row: r, cols: b.matrix.cols, u)
-                expected += value
-                magnitude += size
-            }
-            let error = abs(Double(y.pointer[r]) - expected)
-            #expect(error <= dotTolerance(dtype) * magnitude + 1e-30,
-                    "\(dtype) + \(termTypes) row \(r): \(y.pointer[r]) vs \(expected)")
         }
     }
 
