@@ -25,13 +25,14 @@ public final class AdapterRuntime: ForwardAdapters {
     let n: Int
     let hidden: Int
     let threads: Int
+    /// u's stride: the largest rank.
+    let width: Int
     /// Decisions for the chunk in flight: [T, k] experts and gates (token and fixed routing).
-    var chunkExperts: [Int32]
-    var chunkGates: [Float]
+    let chunkExperts: UnsafeMutablePointer<Int32>
+    let chunkGates: UnsafeMutablePointer<Float>
     var scratch: [Scratch]
-    /// Per projection (index in `LayerTensor.projections`): layer routing's decisions [T, k] and, for one token,
-    /// the scaled input-side products u_j = g_j·s·A_j x [k, maxRank] that `prepare` computed.
-    var slots: [Slot]
+    /// Per projection (index in `LayerTensor.projections`).
+    let slots: UnsafeMutablePointer<Slot>
     /// `prepare`'s parallel work when no region folded the input side (o's input, layer 0's q/k/v, layer routing):
     /// (projection slot, j) pairs whose A rows are split between threads.
     var work: [(slot: Int, j: Int, pair: LowRankPair, gate: Float)] = []
@@ -39,43 +40,64 @@ public final class AdapterRuntime: ForwardAdapters {
     var workInput: UnsafePointer<Float>?
     lazy var inputRegion = ParallelJob { [unowned self] thread in self.computeInputSide(thread: thread) }
     /// `foldInput`'s x ∘ norm, each thread writing its own inputs.
-    let folded: FloatBuffer
+    let folded: UnsafeMutablePointer<Float>
     let eps: Float
     /// Every (layer, projection, expert)'s pair, [layers · 7 · N], and whether (layer, projection) is adapted,
     /// [layers · 7]: the hot path's lookups, with no reference counting (`Adapter.projection` copies arrays).
     let pairs: UnsafeMutablePointer<LowRankPair?>
     let adapted: UnsafeMutablePointer<Bool>
     let layers: Int
-    /// The factors in each thread's reading order, for fused decoding (nil when unfused).
+    /// The factors in each thread's reading order, for fused decoding (nil when unfused), and its tables as the
+    /// regions read them.
     let layout: DecodingLayout?
+    let layoutTiles: UnsafeMutablePointer<LowRankTiles?>?
+    let layoutFolds: UnsafeMutablePointer<WeightMatrix?>?
+    /// Whether the regions before a projection start its input side (`foldInput`): not under layer routing, whose
+    /// experts are known only once the router has seen the whole input.
+    let folds: Bool
 
-    final class Slot {
-        var experts: [Int32]
-        var gates: [Float]
-        let u: FloatBuffer
+    /// A projection's state, in raw memory: the regions call `foldInput` and `decodingTerms` on both threads at
+    /// once, and reference counting on shared objects there costs contended atomics (~1.5 points of the 4-bit
+    /// model's decode time).
+    struct Slot {
+        /// Layer routing's decisions [T, k].
+        let experts: UnsafeMutablePointer<Int32>
+        let gates: UnsafeMutablePointer<Float>
+        /// One token: the scaled input-side products u_j = g_j·s·A_j x [k, maxRank] that `prepare` computed.
+        let u: UnsafeMutablePointer<Float>
         /// One token: the (B_j, u_j) the projection's matrix-vector product adds on each thread, [threads, k], and
         /// how many each thread has, set by `prepare`.
         let terms: UnsafeMutablePointer<LowRankTerm>
         let termCounts: UnsafeMutablePointer<Int>
         /// `foldInput`'s per-thread partial products [threads, k, maxRank] and partial Σx² (one per thread, a cache
         /// line apart), the layer they were made for (-1: none pending), and whether the input was normalized.
-        let partials: FloatBuffer
-        let squares: FloatBuffer
+        let partials: UnsafeMutablePointer<Float>
+        let squares: UnsafeMutablePointer<Float>
         var foldedLayer = -1
         var foldedNorm = false
 
-        init(chunk: Int, k: Int, maxRank: Int, threads: Int) {
-            experts = [Int32](repeating: 0, count: chunk * k)
-            gates = [Float](repeating: 0, count: chunk * k)
-            u = FloatBuffer(count: k * max(1, maxRank))
+        init(chunk: Int, k: Int, width: Int, threads: Int) {
+            experts = .allocate(capacity: chunk * k)
+            experts.initialize(repeating: 0, count: chunk * k)
+            gates = .allocate(capacity: chunk * k)
+            gates.initialize(repeating: 0, count: chunk * k)
+            u = .allocate(capacity: k * width)
+            u.initialize(repeating: 0, count: k * width)
             terms = .allocate(capacity: threads * k)
             termCounts = .allocate(capacity: threads)
             termCounts.initialize(repeating: 0, count: threads)
-            partials = FloatBuffer(count: threads * k * max(1, maxRank))
-            squares = FloatBuffer(count: threads * 16) // a cache line per thread
+            partials = .allocate(capacity: threads * k * width)
+            partials.initialize(repeating: 0, count: threads * k * width)
+            squares = .allocate(capacity: threads * 16) // a cache line per thread
+            squares.initialize(repeating: 0, count: threads * 16)
         }
 
-        deinit {
+        func deallocate() {
+            experts.deallocate()
+            gates.deallocate()
+            u.deallocate()
+            partials.deallocate()
+            squares.deallocate()
             terms.deallocate()
             termCounts.deallocate()
         }
@@ -116,17 +138,22 @@ public final class AdapterRuntime: ForwardAdapters {
         n = adapter.numExperts
         hidden = c.hiddenSize
         self.threads = threads
-        chunkExperts = [Int32](repeating: 0, count: chunk * k)
-        chunkGates = [Float](repeating: 0, count: chunk * k)
+        width = max(1, adapter.maxRank)
+        chunkExperts = .allocate(capacity: chunk * k)
+        chunkExperts.initialize(repeating: 0, count: chunk * k)
+        chunkGates = .allocate(capacity: chunk * k)
+        chunkGates.initialize(repeating: 0, count: chunk * k)
         let widest = max(c.hiddenSize, c.intermediateSize, c.queryDimension)
         scratch = (0..<threads).map { _ in
             Scratch(chunk: chunk, k: max(1, adapter.routing.topK), n: max(1, adapter.numExperts), maxRank: adapter.maxRank,
                     maxIn: widest, maxOut: widest)
         }
-        slots = LayerTensor.projections.map { _ in
-            Slot(chunk: chunk, k: max(1, adapter.routing.topK), maxRank: adapter.maxRank, threads: threads)
+        slots = .allocate(capacity: LayerTensor.projections.count)
+        for i in LayerTensor.projections.indices {
+            (slots + i).initialize(to: Slot(chunk: chunk, k: max(1, adapter.routing.topK), width: width, threads: threads))
         }
-        folded = FloatBuffer(count: widest)
+        folded = .allocate(capacity: widest)
+        folded.initialize(repeating: 0, count: widest)
         eps = c.rmsNormEps
         layers = c.numHiddenLayers
         let kinds = LayerTensor.projections.count, experts = max(1, adapter.numExperts)
@@ -143,6 +170,9 @@ public final class AdapterRuntime: ForwardAdapters {
         }
         work.reserveCapacity(3 * max(1, k))
         layout = unfused ? nil : adapter.decodingLayout(DecodingPartition(c, threads: threads))
+        layoutTiles = layout?.tiles
+        layoutFolds = layout?.folds
+        if case .layer = adapter.routing { folds = false } else { folds = layout != nil }
         if case .fixed(let gates) = adapter.routing {
             for t in 0..<chunk {
                 for j in 0..<k {
@@ -156,6 +186,17 @@ public final class AdapterRuntime: ForwardAdapters {
     deinit {
         pairs.deallocate()
         adapted.deallocate()
+        for i in LayerTensor.projections.indices { slots[i].deallocate() }
+        slots.deallocate()
+        chunkExperts.deallocate()
+        chunkGates.deallocate()
+        folded.deallocate()
+    }
+
+    /// Index in the layout's tables of thread `thread`'s piece for expert `e` of projection slot `index` of `layer`.
+    @inline(__always)
+    private func layoutSlot(_ layer: Int, _ index: Int, _ e: Int32, _ thread: Int) -> Int {
+        ((layer * LayerTensor.projections.count + index) * max(1, n) + Int(e)) * threads + thread
     }
 
     /// Expert `e`'s pair for projection slot `index` of `layer` (nil: not adapted by it).
@@ -177,7 +218,7 @@ public final class AdapterRuntime: ForwardAdapters {
 
     public func didNormalize(layer: Int, normalized: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
         guard layer == 0, case .token = adapter.routing, let router = adapter.tokenRouter else { return }
-        route(router, input: normalized, tokens: tokens, cols: hidden, experts: &chunkExperts, gates: &chunkGates,
+        route(router, input: normalized, tokens: tokens, cols: hidden, experts: chunkExperts, gates: chunkGates,
               scratch: scratch[0])
         if let observer {
             for t in 0..<tokens {
@@ -194,27 +235,25 @@ public final class AdapterRuntime: ForwardAdapters {
             guard adapts(layer: layer, projection: tensor), let index = tensor.projectionIndex else { continue }
             let slot = slots[index]
             if case .layer = adapter.routing, let router = adapter.projection(layer: layer, tensor)?.router {
-                route(router, input: x, tokens: t, cols: router.cols, experts: &slot.experts, gates: &slot.gates, scratch: scratch[0])
+                route(router, input: x, tokens: t, cols: router.cols, experts: slot.experts, gates: slot.gates, scratch: scratch[0])
             }
             for thread in 0..<threads { slot.termCounts[thread] = 0 }
             let wasFolded = slot.foldedLayer == layer
-            slot.foldedLayer = -1
+            slots[index].foldedLayer = -1
             guard t == 1 else { continue }
             let (experts, gates) = decisions(index)
-            let width = max(1, adapter.maxRank)
             for j in 0..<k {
                 guard let pair = pair(layer, index, experts[j]) else { continue }
-                let u = slot.u.pointer + j * width
+                let u = slot.u + j * width
                 if wasFolded {
                     sumFolded(slot, j, rank: pair.rank, gate: gates[j] * pair.scale, into: u)
                 } else {
                     work.append((index, j, pair, gates[j] * pair.scale))
                     workRows += pair.rank
                 }
-                guard let layout else { continue }
+                guard let layoutTiles else { continue }
                 for thread in 0..<threads {
-                    guard let tiles = layout.tiles[layout.slot(layer: layer, projection: index, expert: experts[j], thread: thread)]
-                    else { continue }
+                    guard let tiles = layoutTiles[layoutSlot(layer, index, experts[j], thread)] else { continue }
                     (slot.terms + thread * k + slot.termCounts[thread]).initialize(to: LowRankTerm(b: tiles, u: u))
                     slot.termCounts[thread] += 1
                 }
@@ -234,7 +273,7 @@ public final class AdapterRuntime: ForwardAdapters {
             let rows = (start..<(start + item.pair.rank)).clamped(to: mine)
             if !rows.isEmpty {
                 let local = (rows.lowerBound - start)..<(rows.upperBound - start)
-                let u = slots[item.slot].u.pointer + item.j * max(1, adapter.maxRank)
+                let u = slots[item.slot].u + item.j * width
                 matvec(item.pair.a, x, u, rows: local, scratch: scratch[thread].tile.pointer)
                 for q in local { u[q] *= item.gate }
             }
@@ -244,70 +283,58 @@ public final class AdapterRuntime: ForwardAdapters {
 
     public func foldInput(layer: Int, projections: [LayerTensor], source: UnsafePointer<Float>, norm: UnsafePointer<Float>?,
                           inputs: Range<Int>, thread: Int) {
-        guard let layout else { return }
-        if case .layer = adapter.routing { return } // its experts are known only once the router has seen all inputs
+        guard folds, let layoutFolds else { return }
         var x = source
         var squares: Float = 0
         if let norm {
-            let xw = folded.pointer
-            for i in inputs {
-                xw[i] = source[i] * norm[i]
-                squares += source[i] * source[i]
-            }
-            x = UnsafePointer(xw)
+            let i = inputs.lowerBound
+            squares = weightedSquares(source + i, weight: norm + i, count: inputs.count, into: folded + i)
+            x = UnsafePointer(folded)
         }
-        let width = max(1, adapter.maxRank)
-        chunkExperts.withUnsafeBufferPointer { experts in
-            for tensor in projections {
-                guard adapts(layer: layer, projection: tensor), let index = tensor.projectionIndex else { continue }
-                let slot = slots[index]
-                slot.squares.pointer[16 * thread] = squares
-                for j in 0..<k {
-                    let partial = slot.partials.pointer + (thread * k + j) * width
-                    if let at = layout.folds[layout.slot(layer: layer, projection: index, expert: experts[j], thread: thread)] {
-                        partialLowRankInput(at, x + inputs.lowerBound, inputs: 0..<inputs.count, into: partial)
-                    } else {
-                        partial.update(repeating: 0, count: width) // no inputs here, or no pair
-                    }
+        for tensor in projections {
+            guard adapts(layer: layer, projection: tensor), let index = tensor.projectionIndex else { continue }
+            let slot = slots[index]
+            slot.squares[16 * thread] = squares
+            for j in 0..<k {
+                let partial = slot.partials + (thread * k + j) * width
+                if let at = layoutFolds[layoutSlot(layer, index, chunkExperts[j], thread)] {
+                    partialLowRankInput(at, x + inputs.lowerBound, inputs: 0..<inputs.count, into: partial)
+                } else {
+                    partial.update(repeating: 0, count: width) // no inputs here, or no pair
                 }
-                if thread == 0 {
-                    slot.foldedLayer = layer
-                    slot.foldedNorm = norm != nil
-                }
+            }
+            if thread == 0 {
+                slots[index].foldedLayer = layer
+                slots[index].foldedNorm = norm != nil
             }
         }
     }
 
     /// u = gate·A x from the threads' partial products of expert slot `j` (divided by rms(x) for a normalized input).
     private func sumFolded(_ slot: Slot, _ j: Int, rank: Int, gate: Float, into u: UnsafeMutablePointer<Float>) {
-        let width = max(1, adapter.maxRank)
         var g = gate
         if slot.foldedNorm {
             var squares: Float = 0
-            for thread in 0..<threads { squares += slot.squares.pointer[16 * thread] }
+            for thread in 0..<threads { squares += slot.squares[16 * thread] }
             g /= (squares / Float(hidden) + eps).squareRoot()
         }
         for q in 0..<rank {
             var sum: Float = 0
-            for thread in 0..<threads { sum += slot.partials.pointer[(thread * k + j) * width + q] }
+            for thread in 0..<threads { sum += slot.partials[(thread * k + j) * width + q] }
             u[q] = g * sum
         }
     }
 
     public func decodingTerms(layer: Int, projection tensor: LayerTensor, thread: Int) -> UnsafeBufferPointer<LowRankTerm> {
-        let slot = slots[tensor.projectionIndex!]
-        return UnsafeBufferPointer(start: slot.terms + thread * k, count: slot.termCounts[thread])
+        let slot = slots + tensor.projectionIndex!
+        return UnsafeBufferPointer(start: slot.pointee.terms + thread * k, count: slot.pointee.termCounts[thread])
     }
 
     public func adjust(layer: Int, projection tensor: LayerTensor, input x: UnsafePointer<Float>, tokens t: Int,
                        output y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, thread: Int) {
         guard let p = adapter.projection(layer: layer, tensor), !rows.isEmpty else { return }
         let (experts, gates) = decisions(tensor.projectionIndex!)
-        experts.withUnsafeBufferPointer { experts in
-            gates.withUnsafeBufferPointer { gates in
-                addTokens(p, x, t, y, ldy, rows, experts: experts, gates: gates, scratch[thread])
-            }
-        }
+        addTokens(p, x, t, y, ldy, rows, experts: experts, gates: gates, scratch[thread])
     }
 
     public func adjustUnfused(layer: Int, projection tensor: LayerTensor, input x: UnsafePointer<Float>, tokens t: Int,
@@ -316,7 +343,7 @@ public final class AdapterRuntime: ForwardAdapters {
         let s = scratch[0]
         let index = tensor.projectionIndex!
         if case .layer = adapter.routing, let router = p.router {
-            route(router, input: x, tokens: t, cols: router.cols, experts: &slots[index].experts, gates: &slots[index].gates, scratch: s)
+            route(router, input: x, tokens: t, cols: router.cols, experts: slots[index].experts, gates: slots[index].gates, scratch: s)
         }
         let (experts, gates) = decisions(index)
         let cols = p.experts.compactMap { $0 }.first?.a.cols ?? 0
@@ -345,23 +372,19 @@ public final class AdapterRuntime: ForwardAdapters {
 
     /// Each token's experts and gates for a projection slot: the chunk's decisions (token and fixed routing), or
     /// the ones `prepare` made with the projection's own router (layer routing).
-    private func decisions(_ slot: Int) -> ([Int32], [Float]) {
+    private func decisions(_ slot: Int) -> (UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Float>) {
         guard case .layer = adapter.routing else { return (chunkExperts, chunkGates) }
         return (slots[slot].experts, slots[slot].gates)
     }
 
     /// Router decisions for `tokens` inputs [T, cols].
     private func route(_ router: WeightMatrix, input x: UnsafePointer<Float>, tokens t: Int, cols: Int,
-                       experts: inout [Int32], gates: inout [Float], scratch s: Scratch) {
+                       experts: UnsafeMutablePointer<Int32>, gates: UnsafeMutablePointer<Float>, scratch s: Scratch) {
         let logits = s.logits.pointer
         matmul(router, x, tokens: t, logits, ldy: n, rows: 0..<n, scratch: s.tile.pointer)
-        experts.withUnsafeMutableBufferPointer { e in
-            gates.withUnsafeMutableBufferPointer { g in
-                for token in 0..<t {
-                    selectExperts(logits: logits + token * n, count: n, topK: k, probabilities: s.probabilities.pointer,
-                                  experts: e.baseAddress! + token * k, gates: g.baseAddress! + token * k)
-                }
-            }
+        for token in 0..<t {
+            selectExperts(logits: logits + token * n, count: n, topK: k, probabilities: s.probabilities.pointer,
+                          experts: experts + token * k, gates: gates + token * k)
         }
     }
 
@@ -370,8 +393,8 @@ public final class AdapterRuntime: ForwardAdapters {
     /// T tokens: per expert, the tokens that chose it gathered into one batch: U = X_e A_eᵀ (scaled by each
     /// token's gate), then y[token, rows] += U B_eᵀ.
     private func addTokens(_ p: AdaptedProjection, _ x: UnsafePointer<Float>, _ t: Int, _ y: UnsafeMutablePointer<Float>,
-                           _ ldy: Int, _ rows: Range<Int>, experts: UnsafeBufferPointer<Int32>,
-                           gates: UnsafeBufferPointer<Float>, _ s: Scratch) {
+                           _ ldy: Int, _ rows: Range<Int>, experts: UnsafePointer<Int32>,
+                           gates: UnsafePointer<Float>, _ s: Scratch) {
         for (e, pair) in p.experts.enumerated() {
             guard let pair else { continue }
             var count = 0

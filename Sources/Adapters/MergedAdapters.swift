@@ -84,9 +84,9 @@ public final class MergedAdapters: ForwardAdapters {
     public func didNormalize(layer: Int, normalized: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
         fused.didNormalize(layer: layer, normalized: normalized, tokens: tokens, pool: pool)
         guard layer == 0, singleToken, case .token = adapter.routing else { return }
-        if let current, current.experts.elementsEqual(fused.chunkExperts[0..<k]),
-           current.gates.elementsEqual(fused.chunkGates[0..<k]) { return }
-        merge(experts: Array(fused.chunkExperts[0..<k]), gates: Array(fused.chunkGates[0..<k]))
+        let experts = fused.chunkExperts, gates = fused.chunkGates
+        if let current, (0..<k).allSatisfy({ current.experts[$0] == experts[$0] && current.gates[$0] == gates[$0] }) { return }
+        merge(experts: Array(UnsafeBufferPointer(start: experts, count: k)), gates: Array(UnsafeBufferPointer(start: gates, count: k)))
     }
 
     public func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {

@@ -16,6 +16,9 @@ extension InferenceSession {
         var fused = true
         var headRows = 0
         var logits: UnsafeMutablePointer<Float>?
+        /// The session's adapters as the regions call them: without reference counting, which on the shared object
+        /// costs contended atomics on both threads (`adapters` keeps them alive).
+        unowned(unsafe) var adapters: ForwardAdapters?
     }
 
     /// A linear layer as the regions read it: no references.
@@ -64,6 +67,7 @@ extension InferenceSession {
                               mlpNorm: w.mlpNorm.pointer,
                               nextAttentionNorm: l + 1 < c.numHiddenLayers ? model.weights.layers[l + 1].attentionNorm.pointer : nil)
         step.fused = !(adapters?.runsUnfused ?? false)
+        step.adapters = adapters
 
         // Attention block: x += o(attention(rope(q(n(x))), rope(k(n(x))), v(n(x)))).
         for i in 0..<t { rmsNorm(xp + i * d, weight: w.attentionNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
@@ -131,6 +135,7 @@ extension InferenceSession {
         guard !rows.isEmpty else { return }
         let t = step.tokens
         let out = linear.weight.rows
+        let adapters = step.adapters
         let adapted = step.fused && adapters?.adapts(layer: step.layer, projection: tensor) == true
         if t == 1 {
             // One token: the adapters' output sides ride along in the matrix-vector pass.
@@ -204,7 +209,7 @@ extension InferenceSession {
     @inline(__always)
     private func foldAdapterInput(layer: Int, _ projections: [LayerTensor], _ source: UnsafePointer<Float>,
                                   norm: UnsafePointer<Float>?, _ inputs: Range<Int>, thread: Int) {
-        guard step.tokens == 1, let adapters else { return }
+        guard step.tokens == 1, let adapters = step.adapters else { return }
         adapters.foldInput(layer: layer, projections: projections, source: source, norm: norm, inputs: inputs, thread: thread)
     }
 

@@ -26,6 +26,25 @@ struct ElementwiseTests {
         #expect(inPlace.array == out.array)
     }
 
+    /// The two halves of RMSNorm on a share: x ∘ w, and Σx² — which then give rmsNorm's result.
+    @Test(arguments: [1, 15, 16, 17, 100])
+    func weightedSquaresAreRMSNormsHalves(n: Int) {
+        let x = randomFloats(n, in: -3...3, seed: UInt64(n))
+        let w = randomFloats(n, in: 0.5...1.5, seed: UInt64(n + 1))
+        let out = GuardedFloats(count: n)
+        let squares = weightedSquares(x, weight: w, count: n, into: out.pointer)
+        #expect(out.guardsIntact)
+        let expected = x.reduce(0.0) { $0 + Double($1) * Double($1) }
+        #expect(abs(Double(squares) - expected) <= 1e-5 * expected)
+        let normed = GuardedFloats(count: n)
+        rmsNorm(x, weight: w, eps: 1e-5, count: n, into: normed.pointer)
+        let scale = 1 / (squares / Float(n) + 1e-5).squareRoot()
+        for i in 0..<n {
+            #expect(out.pointer[i] == x[i] * w[i], "element \(i)")
+            #expect(abs(out.pointer[i] * scale - normed.pointer[i]) <= 1e-5 * max(1, abs(normed.pointer[i])), "element \(i)")
+        }
+    }
+
     @Test func rmsNormEpsilonMatters() {
         // All zeros: the result is 0, not NaN (eps keeps the root positive).
         let out = FloatBuffer(count: 8)
