@@ -1,12 +1,17 @@
 import Kernels
 import Model
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An adapter running inside one `InferenceSession`: routing decisions for the tokens in flight, and the adapters'
 /// share of every projection — fused into the projection's own parallel region, or (reference) as separate steps.
 ///
 /// Fused, one token: the input side u_j = g_j·s_j·A_j x of the token's active experts starts in the region that
 /// produces x — each thread multiplies its share of x by the matching rows of Aᵀ (`foldInput`) — and `prepare` adds
-/// the shares up (for o's input, the attention output, `prepare` runs one short parallel step instead). Inside the
+/// the shares up. o's input, the attention output, is whole when o's region starts: each thread multiplies its share
+/// of it there, and sums the shares itself once every thread has made its own (`decodingTerms`). Inside the
 /// projection's region, each thread adds B_j u_j to its output rows right after computing them, from B in tiles of
 /// 16 rows (Kernels/LowRank.swift). Both read the adapter's `DecodingLayout`, where what one thread reads in one
 /// region for one expert is one contiguous block. Prefill gathers, per expert, the tokens that chose it and runs them as one batch
@@ -55,16 +60,27 @@ public final class AdapterRuntime: ForwardAdapters {
     /// Whether the regions before a projection start its input side (`foldInput`): not under layer routing, whose
     /// experts are known only once the router has seen the whole input.
     let folds: Bool
+    /// Per projection slot: whether its own region starts its input side (o, `DecodingPartition.Region.starts`).
+    let startsInRegion: UnsafeMutablePointer<Bool>
+    /// Shares of such an input side made so far (every thread adds one per region), and the count at which the
+    /// current region's are all made.
+    let regionShares = Atomic<Int>(0)
+    var regionTarget = 0
 
     /// A projection's state, in raw memory: the regions call `foldInput` and `decodingTerms` on both threads at
     /// once, and reference counting on shared objects there costs contended atomics (~1.5 points of the 4-bit
     /// model's decode time).
     struct Slot {
-        /// Layer routing's decisions [T, k].
+        /// Layer routing's decisions [T, k]. (`gates` holds g_j·s_j instead for an input side summed in the
+        /// region, which layer routing never does.)
         let experts: UnsafeMutablePointer<Int32>
         let gates: UnsafeMutablePointer<Float>
-        /// One token: the scaled input-side products u_j = g_j·s·A_j x [k, maxRank] that `prepare` computed.
+        /// One token: the scaled input-side products u_j = g_j·s·A_j x [k, maxRank] that `prepare` computed; for
+        /// an input side started in the projection's own region, each thread's own sum [threads, k, maxRank]
+        /// (`gates[j]` is 0 where expert j has no pair).
         let u: UnsafeMutablePointer<Float>
+        let threadU: UnsafeMutablePointer<Float>
+        var sumsInRegion = false
         /// One token: the (B_j, u_j) the projection's matrix-vector product adds on each thread, [threads, k], and
         /// how many each thread has, set by `prepare`.
         let terms: UnsafeMutablePointer<LowRankTerm>
@@ -83,6 +99,8 @@ public final class AdapterRuntime: ForwardAdapters {
             gates.initialize(repeating: 0, count: chunk * k)
             u = .allocate(capacity: k * width)
             u.initialize(repeating: 0, count: k * width)
+            threadU = .allocate(capacity: threads * k * width)
+            threadU.initialize(repeating: 0, count: threads * k * width)
             terms = .allocate(capacity: threads * k)
             termCounts = .allocate(capacity: threads)
             termCounts.initialize(repeating: 0, count: threads)
@@ -96,6 +114,7 @@ public final class AdapterRuntime: ForwardAdapters {
             experts.deallocate()
             gates.deallocate()
             u.deallocate()
+            threadU.deallocate()
             partials.deallocate()
             squares.deallocate()
             terms.deallocate()
@@ -173,6 +192,11 @@ public final class AdapterRuntime: ForwardAdapters {
         layoutTiles = layout?.tiles
         layoutFolds = layout?.folds
         if case .layer = adapter.routing { folds = false } else { folds = layout != nil }
+        startsInRegion = .allocate(capacity: LayerTensor.projections.count)
+        startsInRegion.initialize(repeating: false, count: LayerTensor.projections.count)
+        for region in DecodingPartition.regions {
+            for tensor in region.starts { startsInRegion[tensor.projectionIndex!] = folds }
+        }
         if case .fixed(let gates) = adapter.routing {
             for t in 0..<chunk {
                 for j in 0..<k {
@@ -191,6 +215,7 @@ public final class AdapterRuntime: ForwardAdapters {
         chunkExperts.deallocate()
         chunkGates.deallocate()
         folded.deallocate()
+        startsInRegion.deallocate()
     }
 
     /// Index in the layout's tables of thread `thread`'s piece for expert `e` of projection slot `index` of `layer`.
@@ -240,12 +265,21 @@ public final class AdapterRuntime: ForwardAdapters {
             for thread in 0..<threads { slot.termCounts[thread] = 0 }
             let wasFolded = slot.foldedLayer == layer
             slots[index].foldedLayer = -1
+            slots[index].sumsInRegion = false
             guard t == 1 else { continue }
             let (experts, gates) = decisions(index)
+            let inRegion = startsInRegion[index]
+            if inRegion {
+                slots[index].sumsInRegion = true
+                regionTarget += threads
+                for j in 0..<k { slot.gates[j] = pair(layer, index, experts[j]).map { gates[j] * $0.scale } ?? 0 }
+            }
             for j in 0..<k {
                 guard let pair = pair(layer, index, experts[j]) else { continue }
-                let u = slot.u + j * width
-                if wasFolded {
+                var u = slot.u + j * width
+                if inRegion {
+                    // Summed per thread in `decodingTerms`.
+                } else if wasFolded {
                     sumFolded(slot, j, rank: pair.rank, gate: gates[j] * pair.scale, into: u)
                 } else {
                     work.append((index, j, pair, gates[j] * pair.scale))
@@ -254,6 +288,7 @@ public final class AdapterRuntime: ForwardAdapters {
                 guard let layoutTiles else { continue }
                 for thread in 0..<threads {
                     guard let tiles = layoutTiles[layoutSlot(layer, index, experts[j], thread)] else { continue }
+                    if inRegion { u = slot.threadU + (thread * k + j) * width }
                     (slot.terms + thread * k + slot.termCounts[thread]).initialize(to: LowRankTerm(b: tiles, u: u))
                     slot.termCounts[thread] += 1
                 }
@@ -303,7 +338,9 @@ public final class AdapterRuntime: ForwardAdapters {
                     partial.update(repeating: 0, count: width) // no inputs here, or no pair
                 }
             }
-            if thread == 0 {
+            if startsInRegion[index] {
+                regionShares.add(1, ordering: .releasing)
+            } else if thread == 0 {
                 slots[index].foldedLayer = layer
                 slots[index].foldedNorm = norm != nil
             }
@@ -327,6 +364,23 @@ public final class AdapterRuntime: ForwardAdapters {
 
     public func decodingTerms(layer: Int, projection tensor: LayerTensor, thread: Int) -> UnsafeBufferPointer<LowRankTerm> {
         let slot = slots + tensor.projectionIndex!
+        if slot.pointee.sumsInRegion {
+            // Every thread's share of the input side, made at the region's start (the wait is for the slowest).
+            var spins = 0
+            while regionShares.load(ordering: .acquiring) < regionTarget {
+                spins += 1
+                if spins > 20_000 { sched_yield() }
+            }
+            let s = slot.pointee
+            for j in 0..<k where s.gates[j] != 0 {
+                let u = s.threadU + (thread * k + j) * width
+                for q in 0..<width {
+                    var sum: Float = 0
+                    for other in 0..<threads { sum += s.partials[(other * k + j) * width + q] }
+                    u[q] = s.gates[j] * sum
+                }
+            }
+        }
         return UnsafeBufferPointer(start: slot.pointee.terms + thread * k, count: slot.pointee.termCounts[thread])
     }
 

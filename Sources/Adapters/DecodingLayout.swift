@@ -3,7 +3,8 @@ import Model
 
 /// An adapter's factors laid out for decoding one token on a given number of threads, in the order each thread reads
 /// them: for every layer, region (`DecodingPartition.regions`), expert and thread, one contiguous block holding the
-/// B tiles of the thread's output rows of the region's projections, then the Aᵀ rows of the thread's share of the
+/// Aᵀ rows of the thread's share of the inputs of the projections whose input side the region starts (o), the B
+/// tiles of the thread's output rows of the region's projections, then the Aᵀ rows of the thread's share of the
 /// inputs the region finishes (`foldInput`).
 ///
 /// Why: read in pieces of 9–18 KB scattered over the adapter, memory gives ~60% of the bandwidth it gives to one
@@ -17,7 +18,7 @@ final class DecodingLayout: @unchecked Sendable {
     /// [((layer · 7 + projection) · N + expert) · threads + thread]: the tiles holding the thread's output rows.
     let tiles: UnsafeMutablePointer<LowRankTiles?>
     /// Same index: Aᵀ for the thread's folded inputs, [inputs.count, r] (nil under layer routing, which folds
-    /// nothing, for o, and for layer 0's q, k and v).
+    /// nothing, and for layer 0's q, k and v).
     let folds: UnsafeMutablePointer<WeightMatrix?>
     private let count: Int
 
@@ -40,6 +41,12 @@ final class DecodingLayout: @unchecked Sendable {
                 let foldLayer = layer + (region.foldsNextLayer ? 1 : 0)
                 for e in 0..<experts {
                     for thread in 0..<threads {
+                        for tensor in region.starts where folding {
+                            let index = tensor.projectionIndex!
+                            guard let pair = adapter.pair(layer, index, e),
+                                  !partition.foldedInputs(tensor, thread: thread).isEmpty else { continue }
+                            pieces.append(Piece(pair: pair, index: index, layer: layer, expert: e, thread: thread, fold: true))
+                        }
                         for tensor in region.projections {
                             let index = tensor.projectionIndex!
                             guard let pair = adapter.pair(layer, index, e),
@@ -50,7 +57,7 @@ final class DecodingLayout: @unchecked Sendable {
                         for tensor in region.folds {
                             let index = tensor.projectionIndex!
                             guard let pair = adapter.pair(foldLayer, index, e),
-                                  let inputs = partition.foldedInputs(tensor, thread: thread), !inputs.isEmpty else { continue }
+                                  !partition.foldedInputs(tensor, thread: thread).isEmpty else { continue }
                             pieces.append(Piece(pair: pair, index: index, layer: foldLayer, expert: e, thread: thread, fold: true))
                         }
                     }
@@ -61,7 +68,7 @@ final class DecodingLayout: @unchecked Sendable {
             let size: Int
             if piece.fold {
                 let tensor = LayerTensor.projections[piece.index]
-                size = partition.foldedInputs(tensor, thread: piece.thread)!.count * piece.pair.rank * piece.pair.a.dtype.blockBytes
+                size = partition.foldedInputs(tensor, thread: piece.thread).count * piece.pair.rank * piece.pair.a.dtype.blockBytes
             } else {
                 size = LowRankTiles.byteCount(of: piece.pair.b, rows: partition.rows(LayerTensor.projections[piece.index], thread: piece.thread))
             }
@@ -75,7 +82,7 @@ final class DecodingLayout: @unchecked Sendable {
             let slot = ((piece.layer * kinds + piece.index) * experts + piece.expert) * threads + piece.thread
             let destination = storage.pointer + offset
             if piece.fold {
-                folds[slot] = transposed(pair.a, inputs: partition.foldedInputs(tensor, thread: piece.thread)!, into: destination)
+                folds[slot] = transposed(pair.a, inputs: partition.foldedInputs(tensor, thread: piece.thread), into: destination)
             } else {
                 tiles[slot] = LowRankTiles.tile(pair.b, rows: partition.rows(tensor, thread: piece.thread), into: destination)
             }

@@ -20,20 +20,24 @@ public struct DecodingPartition: Sendable, Equatable {
     }
 
     /// A parallel region with adapted projections, in the order a layer runs them: the projections it computes
-    /// (on the same input), and the projections whose input it finishes — of the same layer, or of the next.
+    /// (on the same input), those of them whose input side it starts itself (their input is whole before the
+    /// region, but no earlier region produces it by rows), and the projections whose input it finishes — of the
+    /// same layer, or of the next.
     public struct Region: Sendable {
         public let projections: [LayerTensor]
+        public let starts: [LayerTensor]
         public let folds: [LayerTensor]
         public let foldsNextLayer: Bool
     }
 
-    /// q, k, v; o (then the residual, which finishes gate and up's input); gate and up (then SiLU·up, down's input);
-    /// down (then the residual, which finishes the next layer's q, k and v input).
+    /// q, k, v; o, whose input is the attention output (then the residual, which finishes gate and up's input);
+    /// gate and up (then SiLU·up, down's input); down (then the residual, which finishes the next layer's q, k and
+    /// v input).
     public static let regions = [
-        Region(projections: [.q, .k, .v], folds: [], foldsNextLayer: false),
-        Region(projections: [.o], folds: [.gate, .up], foldsNextLayer: false),
-        Region(projections: [.gate, .up], folds: [.down], foldsNextLayer: false),
-        Region(projections: [.down], folds: [.q, .k, .v], foldsNextLayer: true),
+        Region(projections: [.q, .k, .v], starts: [], folds: [], foldsNextLayer: false),
+        Region(projections: [.o], starts: [.o], folds: [.gate, .up], foldsNextLayer: false),
+        Region(projections: [.gate, .up], starts: [], folds: [.down], foldsNextLayer: false),
+        Region(projections: [.down], starts: [], folds: [.q, .k, .v], foldsNextLayer: true),
     ]
 
     /// Part `thread` of `count` rows, in multiples of 16 so that no tile of 16 rows straddles two threads.
@@ -59,13 +63,15 @@ public struct DecodingPartition: Sendable, Equatable {
         return (range.lowerBound - span.lowerBound)..<(range.upperBound - span.lowerBound)
     }
 
-    /// The inputs of `projection` that `thread`'s share of the region before it finishes — the rows that region
-    /// computes — or nil for o, whose input (the attention output) is not produced by rows.
-    public func foldedInputs(_ projection: LayerTensor, thread: Int) -> Range<Int>? {
+    /// The inputs of `projection` whose share of its input side `thread` computes: the rows it computes of the
+    /// region before (q, k, v, gate, up, down), or for o, which starts its own (`Region.starts`), a split of the
+    /// attention output.
+    public func foldedInputs(_ projection: LayerTensor, thread: Int) -> Range<Int> {
         switch projection {
         case .q, .k, .v, .gate, .up: return split(hiddenSize, thread: thread)
         case .down: return split(intermediateSize, thread: thread)
-        case .o, .attentionNorm, .mlpNorm: return nil
+        case .o: return split(queryDimension, thread: thread)
+        case .attentionNorm, .mlpNorm: return 0..<0
         }
     }
 }

@@ -171,10 +171,13 @@ extension InferenceSession {
         project(.v, w.v, xn.pointer, v.pointer, thread: thread)
     }
 
-    /// o projection and (fused) the residual add, by rows of D; then the adapters' start on gate and up's input.
+    /// (Fused) the adapters' start on o's input, then the o projection and (fused) the residual add, by rows of D;
+    /// then the adapters' start on gate and up's input.
     func output(thread: Int) {
         let w = step.view!
         let range = partition.rows(.o, thread: thread)
+        foldAdapterInput(layer: step.layer, Self.outputRegion.starts, attention.pointer, norm: nil,
+                         partition.foldedInputs(.o, thread: thread), thread: thread)
         project(.o, w.o, attention.pointer, delta.pointer, thread: thread)
         guard step.fused else { return }
         addRows(delta.pointer, into: x.pointer, columns: range)
