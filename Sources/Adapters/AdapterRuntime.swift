@@ -10,11 +10,13 @@ import Glibc
 ///
 /// Fused, one token: the input side u_j = g_j·s_j·A_j x of the token's active experts starts in the region that
 /// produces x — each thread multiplies its share of x by the matching rows of Aᵀ (`foldInput`) — and `prepare` adds
-/// the shares up. o's input, the attention output, is whole when o's region starts: each thread multiplies its share
-/// of it there, and sums the shares itself once every thread has made its own (`decodingTerms`). Inside the
-/// projection's region, each thread adds B_j u_j to its output rows right after computing them, from B in tiles of
-/// 16 rows (Kernels/LowRank.swift). Both read the adapter's `DecodingLayout`, where what one thread reads in one
-/// region for one expert is one contiguous block. Prefill gathers, per expert, the tokens that chose it and runs them as one batch
+/// the shares up. Where no region produces the input by rows (o's input, the attention output; the first layer's q,
+/// k and v), the projection's own region starts it: each thread multiplies its share there and sums every thread's
+/// shares itself once all are made (`decodingTerms`). Inside the projection's region, each thread adds B_j u_j to
+/// its output rows right after computing them, from B in tiles of 16 rows (Kernels/LowRank.swift). Both read the
+/// adapter's `DecodingLayout`, where what one thread reads in one region for one expert is one contiguous block.
+/// Layer routing, whose experts are known only once each router has seen the whole input, computes the input side in
+/// `prepare`'s own parallel step. Prefill gathers, per expert, the tokens that chose it and runs them as one batch
 /// through A and B (as SGMV kernels do).
 ///
 /// Reference: per token and per active expert, A x and B u are separate parallel steps after the projection, the
@@ -38,8 +40,8 @@ public final class AdapterRuntime: ForwardAdapters {
     var scratch: [Scratch]
     /// Per projection (index in `LayerTensor.projections`).
     let slots: UnsafeMutablePointer<Slot>
-    /// `prepare`'s parallel work when no region folded the input side (o's input, layer 0's q/k/v, layer routing):
-    /// (projection slot, j) pairs whose A rows are split between threads.
+    /// `prepare`'s parallel work under layer routing: (projection slot, j) pairs whose A rows are split between
+    /// threads.
     var work: [(slot: Int, j: Int, pair: LowRankPair, gate: Float)] = []
     var workRows = 0
     var workInput: UnsafePointer<Float>?
@@ -60,8 +62,6 @@ public final class AdapterRuntime: ForwardAdapters {
     /// Whether the regions before a projection start its input side (`foldInput`): not under layer routing, whose
     /// experts are known only once the router has seen the whole input.
     let folds: Bool
-    /// Per projection slot: whether its own region starts its input side (o, `DecodingPartition.Region.starts`).
-    let startsInRegion: UnsafeMutablePointer<Bool>
     /// Shares of such an input side made so far (every thread adds one per region), and the count at which the
     /// current region's are all made.
     let regionShares = Atomic<Int>(0)
@@ -192,11 +192,6 @@ public final class AdapterRuntime: ForwardAdapters {
         layoutTiles = layout?.tiles
         layoutFolds = layout?.folds
         if case .layer = adapter.routing { folds = false } else { folds = layout != nil }
-        startsInRegion = .allocate(capacity: LayerTensor.projections.count)
-        startsInRegion.initialize(repeating: false, count: LayerTensor.projections.count)
-        for region in DecodingPartition.regions {
-            for tensor in region.starts { startsInRegion[tensor.projectionIndex!] = folds }
-        }
         if case .fixed(let gates) = adapter.routing {
             for t in 0..<chunk {
                 for j in 0..<k {
@@ -215,7 +210,6 @@ public final class AdapterRuntime: ForwardAdapters {
         chunkExperts.deallocate()
         chunkGates.deallocate()
         folded.deallocate()
-        startsInRegion.deallocate()
     }
 
     /// Index in the layout's tables of thread `thread`'s piece for expert `e` of projection slot `index` of `layer`.
@@ -268,7 +262,7 @@ public final class AdapterRuntime: ForwardAdapters {
             slots[index].sumsInRegion = false
             guard t == 1 else { continue }
             let (experts, gates) = decisions(index)
-            let inRegion = startsInRegion[index]
+            let inRegion = folds && DecodingPartition.startsInOwnRegion(tensor, layer: layer)
             if inRegion {
                 slots[index].sumsInRegion = true
                 regionTarget += threads
@@ -338,7 +332,7 @@ public final class AdapterRuntime: ForwardAdapters {
                     partial.update(repeating: 0, count: width) // no inputs here, or no pair
                 }
             }
-            if startsInRegion[index] {
+            if DecodingPartition.startsInOwnRegion(tensor, layer: layer) {
                 regionShares.add(1, ordering: .releasing)
             } else if thread == 0 {
                 slots[index].foldedLayer = layer

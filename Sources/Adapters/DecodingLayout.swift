@@ -3,7 +3,8 @@ import Model
 
 /// An adapter's factors laid out for decoding one token on a given number of threads, in the order each thread reads
 /// them: for every layer, region (`DecodingPartition.regions`), expert and thread, one contiguous block holding the
-/// Aᵀ rows of the thread's share of the inputs of the projections whose input side the region starts (o), the B
+/// Aᵀ rows of the thread's share of the inputs of the projections whose input side the region starts (o; the first
+/// layer's q, k and v), the B
 /// tiles of the thread's output rows of the region's projections, then the Aᵀ rows of the thread's share of the
 /// inputs the region finishes (`foldInput`).
 ///
@@ -41,7 +42,7 @@ final class DecodingLayout: @unchecked Sendable {
                 let foldLayer = layer + (region.foldsNextLayer ? 1 : 0)
                 for e in 0..<experts {
                     for thread in 0..<threads {
-                        for tensor in region.starts where folding {
+                        for tensor in region.starts where folding && DecodingPartition.startsInOwnRegion(tensor, layer: layer) {
                             let index = tensor.projectionIndex!
                             guard let pair = adapter.pair(layer, index, e),
                                   !partition.foldedInputs(tensor, thread: thread).isEmpty else { continue }

@@ -20,9 +20,8 @@ public struct DecodingPartition: Sendable, Equatable {
     }
 
     /// A parallel region with adapted projections, in the order a layer runs them: the projections it computes
-    /// (on the same input), those of them whose input side it starts itself (their input is whole before the
-    /// region, but no earlier region produces it by rows), and the projections whose input it finishes — of the
-    /// same layer, or of the next.
+    /// (on the same input), those of them whose input side it may start itself (`startsInOwnRegion`), and the
+    /// projections whose input it finishes — of the same layer, or of the next.
     public struct Region: Sendable {
         public let projections: [LayerTensor]
         public let starts: [LayerTensor]
@@ -34,11 +33,23 @@ public struct DecodingPartition: Sendable, Equatable {
     /// gate and up (then SiLU·up, down's input); down (then the residual, which finishes the next layer's q, k and
     /// v input).
     public static let regions = [
-        Region(projections: [.q, .k, .v], starts: [], folds: [], foldsNextLayer: false),
+        Region(projections: [.q, .k, .v], starts: [.q, .k, .v], folds: [], foldsNextLayer: false),
         Region(projections: [.o], starts: [.o], folds: [.gate, .up], foldsNextLayer: false),
         Region(projections: [.gate, .up], starts: [], folds: [.down], foldsNextLayer: false),
         Region(projections: [.down], starts: [], folds: [.q, .k, .v], foldsNextLayer: true),
     ]
+
+    /// Whether `projection`'s input side starts in its own region in `layer`, each thread on its share of the
+    /// input, which is whole before the region: o's (the attention output, not produced by rows) and the first
+    /// layer's q, k and v (no region before them). Every other input side is folded by the region before.
+    @inline(__always)
+    public static func startsInOwnRegion(_ projection: LayerTensor, layer: Int) -> Bool {
+        switch projection {
+        case .o: return true
+        case .q, .k, .v: return layer == 0
+        case .gate, .up, .down, .attentionNorm, .mlpNorm: return false
+        }
+    }
 
     /// Part `thread` of `count` rows, in multiples of 16 so that no tile of 16 rows straddles two threads.
     @inline(__always)
@@ -64,8 +75,8 @@ public struct DecodingPartition: Sendable, Equatable {
     }
 
     /// The inputs of `projection` whose share of its input side `thread` computes: the rows it computes of the
-    /// region before (q, k, v, gate, up, down), or for o, which starts its own (`Region.starts`), a split of the
-    /// attention output.
+    /// region before, or a split of the input when the projection's region starts its own (the same split for the
+    /// first layer's q, k and v; for o, of the attention output).
     public func foldedInputs(_ projection: LayerTensor, thread: Int) -> Range<Int> {
         switch projection {
         case .q, .k, .v, .gate, .up: return split(hiddenSize, thread: thread)

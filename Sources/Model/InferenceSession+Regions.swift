@@ -163,9 +163,14 @@ extension InferenceSession {
                                ldy: ldy, pool: pool)
     }
 
-    /// q, k and v as one range of Q + 2K rows, split evenly.
+    /// (Fused, first layer) the adapters' start on q, k and v's input; then q, k and v as one range of Q + 2K rows,
+    /// split evenly.
     func qkv(thread: Int) {
         let w = step.view!
+        if DecodingPartition.startsInOwnRegion(.q, layer: step.layer) {
+            foldAdapterInput(layer: step.layer, Self.qkvRegion.starts, xn.pointer, norm: nil,
+                             partition.foldedInputs(.q, thread: thread), thread: thread)
+        }
         project(.q, w.q, xn.pointer, q.pointer, thread: thread)
         project(.k, w.k, xn.pointer, k.pointer, thread: thread)
         project(.v, w.v, xn.pointer, v.pointer, thread: thread)
