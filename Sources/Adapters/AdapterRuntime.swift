@@ -71,16 +71,15 @@ public final class AdapterRuntime: ForwardAdapters {
     /// once, and reference counting on shared objects there costs contended atomics (~1.5 points of the 4-bit
     /// model's decode time).
     struct Slot {
-        /// Layer routing's decisions [T, k]. (`gates` holds g_j·s_j instead for an input side summed in the
-        /// region, which layer routing never does.)
+        /// Layer routing's decisions [T, k].
         let experts: UnsafeMutablePointer<Int32>
         let gates: UnsafeMutablePointer<Float>
+        /// One token, for an input side summed in the region: g_j·s_j [k], 0 where expert j has no pair.
+        let scaledGates: UnsafeMutablePointer<Float>
         /// One token: the scaled input-side products u_j = g_j·s·A_j x [k, maxRank] that `prepare` computed; for
-        /// an input side started in the projection's own region, each thread's own sum [threads, k, maxRank]
-        /// (`gates[j]` is 0 where expert j has no pair).
+        /// an input side started in the projection's own region, each thread's own sum [threads, k, maxRank].
         let u: UnsafeMutablePointer<Float>
         let threadU: UnsafeMutablePointer<Float>
-        var sumsInRegion = false
         /// One token: the (B_j, u_j) the projection's matrix-vector product adds on each thread, [threads, k], and
         /// how many each thread has, set by `prepare`.
         let terms: UnsafeMutablePointer<LowRankTerm>
@@ -97,6 +96,8 @@ public final class AdapterRuntime: ForwardAdapters {
             experts.initialize(repeating: 0, count: chunk * k)
             gates = .allocate(capacity: chunk * k)
             gates.initialize(repeating: 0, count: chunk * k)
+            scaledGates = .allocate(capacity: k)
+            scaledGates.initialize(repeating: 0, count: k)
             u = .allocate(capacity: k * width)
             u.initialize(repeating: 0, count: k * width)
             threadU = .allocate(capacity: threads * k * width)
@@ -113,6 +114,7 @@ public final class AdapterRuntime: ForwardAdapters {
         func deallocate() {
             experts.deallocate()
             gates.deallocate()
+            scaledGates.deallocate()
             u.deallocate()
             threadU.deallocate()
             partials.deallocate()
@@ -212,10 +214,17 @@ public final class AdapterRuntime: ForwardAdapters {
         folded.deallocate()
     }
 
+    /// One token: whether `tensor`'s input side starts in its own region in `layer` and is summed there, rather than
+    /// folded by the region before or (layer routing) computed by `prepare`.
+    @inline(__always)
+    private func startsInOwnRegion(_ tensor: LayerTensor, layer: Int) -> Bool {
+        folds && DecodingPartition.startsInOwnRegion(tensor, layer: layer)
+    }
+
     /// Index in the layout's tables of thread `thread`'s piece for expert `e` of projection slot `index` of `layer`.
     @inline(__always)
     private func layoutSlot(_ layer: Int, _ index: Int, _ e: Int32, _ thread: Int) -> Int {
-        ((layer * LayerTensor.projections.count + index) * max(1, n) + Int(e)) * threads + thread
+        DecodingLayout.slot(layer: layer, projection: index, expert: Int(e), thread: thread, experts: max(1, n), threads: threads)
     }
 
     /// Expert `e`'s pair for projection slot `index` of `layer` (nil: not adapted by it).
@@ -259,14 +268,12 @@ public final class AdapterRuntime: ForwardAdapters {
             for thread in 0..<threads { slot.termCounts[thread] = 0 }
             let wasFolded = slot.foldedLayer == layer
             slots[index].foldedLayer = -1
-            slots[index].sumsInRegion = false
             guard t == 1 else { continue }
             let (experts, gates) = decisions(index)
-            let inRegion = folds && DecodingPartition.startsInOwnRegion(tensor, layer: layer)
+            let inRegion = startsInOwnRegion(tensor, layer: layer)
             if inRegion {
-                slots[index].sumsInRegion = true
                 regionTarget += threads
-                for j in 0..<k { slot.gates[j] = pair(layer, index, experts[j]).map { gates[j] * $0.scale } ?? 0 }
+                for j in 0..<k { slot.scaledGates[j] = pair(layer, index, experts[j]).map { gates[j] * $0.scale } ?? 0 }
             }
             for j in 0..<k {
                 guard let pair = pair(layer, index, experts[j]) else { continue }
@@ -332,7 +339,7 @@ public final class AdapterRuntime: ForwardAdapters {
                     partial.update(repeating: 0, count: width) // no inputs here, or no pair
                 }
             }
-            if DecodingPartition.startsInOwnRegion(tensor, layer: layer) {
+            if startsInOwnRegion(tensor, layer: layer) {
                 regionShares.add(1, ordering: .releasing)
             } else if thread == 0 {
                 slots[index].foldedLayer = layer
@@ -358,7 +365,7 @@ public final class AdapterRuntime: ForwardAdapters {
 
     public func decodingTerms(layer: Int, projection tensor: LayerTensor, thread: Int) -> UnsafeBufferPointer<LowRankTerm> {
         let slot = slots + tensor.projectionIndex!
-        if slot.pointee.sumsInRegion {
+        if startsInOwnRegion(tensor, layer: layer) {
             // Every thread's share of the input side, made at the region's start (the wait is for the slowest).
             var spins = 0
             while regionShares.load(ordering: .acquiring) < regionTarget {
@@ -366,12 +373,12 @@ public final class AdapterRuntime: ForwardAdapters {
                 if spins > 20_000 { sched_yield() }
             }
             let s = slot.pointee
-            for j in 0..<k where s.gates[j] != 0 {
+            for j in 0..<k where s.scaledGates[j] != 0 {
                 let u = s.threadU + (thread * k + j) * width
                 for q in 0..<width {
                     var sum: Float = 0
                     for other in 0..<threads { sum += s.partials[(other * k + j) * width + q] }
-                    u[q] = s.gates[j] * sum
+                    u[q] = s.scaledGates[j] * sum
                 }
             }
         }

@@ -80,7 +80,8 @@ final class DecodingLayout: @unchecked Sendable {
         for piece in pieces {
             let tensor = LayerTensor.projections[piece.index]
             let pair = piece.pair
-            let slot = ((piece.layer * kinds + piece.index) * experts + piece.expert) * threads + piece.thread
+            let slot = Self.slot(layer: piece.layer, projection: piece.index, expert: piece.expert, thread: piece.thread,
+                                 experts: experts, threads: threads)
             let destination = storage.pointer + offset
             if piece.fold {
                 folds[slot] = transposed(pair.a, inputs: partition.foldedInputs(tensor, thread: piece.thread), into: destination)
@@ -104,8 +105,10 @@ final class DecodingLayout: @unchecked Sendable {
         folds.deallocate()
     }
 
+    /// Index in `tiles` and `folds` of thread `thread`'s piece for expert `expert` of projection slot `index` of
+    /// `layer`, with `experts` experts and `threads` threads.
     @inline(__always)
-    func slot(layer: Int, projection index: Int, expert: Int32, thread: Int) -> Int {
-        ((layer * LayerTensor.projections.count + index) * experts + Int(expert)) * partition.threads + thread
+    static func slot(layer: Int, projection index: Int, expert: Int, thread: Int, experts: Int, threads: Int) -> Int {
+        ((layer * LayerTensor.projections.count + index) * experts + expert) * threads + thread
     }
 }
