@@ -92,23 +92,15 @@ public final class AdapterRuntime: ForwardAdapters {
         var foldedNorm = false
 
         init(chunk: Int, k: Int, width: Int, threads: Int) {
-            experts = .allocate(capacity: chunk * k)
-            experts.initialize(repeating: 0, count: chunk * k)
-            gates = .allocate(capacity: chunk * k)
-            gates.initialize(repeating: 0, count: chunk * k)
-            scaledGates = .allocate(capacity: k)
-            scaledGates.initialize(repeating: 0, count: k)
-            u = .allocate(capacity: k * width)
-            u.initialize(repeating: 0, count: k * width)
-            threadU = .allocate(capacity: threads * k * width)
-            threadU.initialize(repeating: 0, count: threads * k * width)
+            experts = zeroed(chunk * k)
+            gates = zeroed(chunk * k)
+            scaledGates = zeroed(k)
+            u = zeroed(k * width)
+            threadU = zeroed(threads * k * width)
             terms = .allocate(capacity: threads * k)
-            termCounts = .allocate(capacity: threads)
-            termCounts.initialize(repeating: 0, count: threads)
-            partials = .allocate(capacity: threads * k * width)
-            partials.initialize(repeating: 0, count: threads * k * width)
-            squares = .allocate(capacity: threads * 16) // a cache line per thread
-            squares.initialize(repeating: 0, count: threads * 16)
+            termCounts = zeroed(threads)
+            partials = zeroed(threads * k * width)
+            squares = zeroed(threads * 16) // a cache line per thread
         }
 
         func deallocate() {
@@ -160,10 +152,8 @@ public final class AdapterRuntime: ForwardAdapters {
         hidden = c.hiddenSize
         self.threads = threads
         width = max(1, adapter.maxRank)
-        chunkExperts = .allocate(capacity: chunk * k)
-        chunkExperts.initialize(repeating: 0, count: chunk * k)
-        chunkGates = .allocate(capacity: chunk * k)
-        chunkGates.initialize(repeating: 0, count: chunk * k)
+        chunkExperts = zeroed(chunk * k)
+        chunkGates = zeroed(chunk * k)
         let widest = max(c.hiddenSize, c.intermediateSize, c.queryDimension)
         scratch = (0..<threads).map { _ in
             Scratch(chunk: chunk, k: max(1, adapter.routing.topK), n: max(1, adapter.numExperts), maxRank: adapter.maxRank,
@@ -173,8 +163,7 @@ public final class AdapterRuntime: ForwardAdapters {
         for i in LayerTensor.projections.indices {
             (slots + i).initialize(to: Slot(chunk: chunk, k: max(1, adapter.routing.topK), width: width, threads: threads))
         }
-        folded = .allocate(capacity: widest)
-        folded.initialize(repeating: 0, count: widest)
+        folded = zeroed(widest)
         eps = c.rmsNormEps
         layers = c.numHiddenLayers
         let kinds = LayerTensor.projections.count, experts = max(1, adapter.numExperts)
@@ -477,4 +466,11 @@ public final class AdapterRuntime: ForwardAdapters {
             }
         }
     }
+}
+
+/// `count` zeros on a 64-byte boundary: buffers that threads write side by side (each thread's partial products and
+/// sums) then share no cache line across the boundary between threads.
+private func zeroed<T: Numeric>(_ count: Int) -> UnsafeMutablePointer<T> {
+    UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * MemoryLayout<T>.stride, alignment: 64)
+        .initializeMemory(as: T.self, repeating: 0, count: max(1, count))
 }
