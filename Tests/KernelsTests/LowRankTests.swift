@@ -12,11 +12,12 @@ struct LowRankTests {
         var description: String { zip(types, ranks).map { "\($0)×\($1)" }.joined(separator: "+") }
     }
 
-    /// One LoRA, top-2 at rank 16, ranks off 16, more terms, mixed types.
+    /// One LoRA, top-2 at rank 16, ranks off 16 (odd ones too: the tiles take B's columns two at a time), more
+    /// terms, mixed types.
     static let termSets = [
         Terms(types: [.f32], ranks: [16]), Terms(types: [.f16, .f16], ranks: [16, 16]), Terms(types: [.bf16], ranks: [8]),
         Terms(types: [.f16, .f16], ranks: [16, 8]), Terms(types: [.f32, .f32, .f32], ranks: [16, 16, 32]),
-        Terms(types: [.f16, .f32, .f16], ranks: [16, 20, 16]),
+        Terms(types: [.f16, .f32, .f16], ranks: [16, 20, 16]), Terms(types: [.f32, .bf16], ranks: [5, 1]),
     ]
 
     /// matvec(W) + Σ_j B_j u_j for every base type and every kind of term set.
