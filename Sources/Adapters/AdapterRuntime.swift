@@ -9,15 +9,17 @@ import Glibc
 /// share of every projection — fused into the projection's own parallel region, or (reference) as separate steps.
 ///
 /// Fused, one token: the input side u_j = g_j·s_j·A_j x of the token's active experts starts in the region that
-/// produces x — each thread multiplies its share of x by the matching rows of Aᵀ (`foldInput`) — and `prepare` adds
-/// the shares up. Where no region produces the input by rows (o's input, the attention output; the first layer's q,
-/// k and v), the projection's own region starts it: each thread multiplies its share there and sums every thread's
-/// shares itself once all are made (`decodingTerms`). Inside the projection's region, each thread adds B_j u_j to
-/// its output rows right after computing them, from B in tiles of 16 rows (Kernels/LowRank.swift). Both read the
-/// adapter's `DecodingLayout`, where what one thread reads in one region for one expert is one contiguous block.
-/// Layer routing, whose experts are known only once each router has seen the whole input, computes the input side in
-/// `prepare`'s own parallel step. Prefill gathers, per expert, the tokens that chose it and runs them as one batch
-/// through A and B (as SGMV kernels do).
+/// produces x — each thread multiplies its share of x by the matching rows of Aᵀ (`foldInput`). Where no region
+/// produces the input by rows (o's input, the attention output; the first layer's q, k and v), the projection's own
+/// region starts it. In the projection's region each thread sums every thread's shares itself (`decodingTerms`;
+/// for a share made in the same region, once all are made), then adds B_j u_j to its output rows right after
+/// computing them, from B in tiles of 16 rows (Kernels/LowRank.swift). Both read the adapter's `DecodingLayout`,
+/// where what one thread reads for one expert runs through the token in one stretch. Token and fixed routing keep
+/// one selection for the whole token, so every (B_j, u_j) the token's projections add is listed once per token
+/// (once for good under fixed routing) and nothing runs between the regions.
+/// Layer routing, whose experts are known only once each router has seen the whole input, routes and computes the
+/// input side in `prepare`, with a parallel step of its own. Prefill gathers, per expert, the tokens that chose it
+/// and runs them as one batch through A and B (as SGMV kernels do).
 ///
 /// Reference: per token and per active expert, A x and B u are separate parallel steps after the projection, the
 /// way eager frameworks run adapters; kept as a baseline and as a second implementation for tests.
@@ -59,13 +61,22 @@ public final class AdapterRuntime: ForwardAdapters {
     let layout: DecodingLayout?
     let layoutTiles: UnsafeMutablePointer<LowRankTiles?>?
     let layoutFolds: UnsafeMutablePointer<WeightMatrix?>?
-    /// Whether the regions before a projection start its input side (`foldInput`): not under layer routing, whose
-    /// experts are known only once the router has seen the whole input.
+    /// Whether the regions before a projection start its input side (`foldInput`): fused under token or fixed
+    /// routing, whose selection holds for the whole token (not under layer routing, whose experts are known only
+    /// once the router has seen the whole input).
     let folds: Bool
-    /// Shares of such an input side made so far (every thread adds one per region), and the count at which the
-    /// current region's are all made.
+    let layerRouting: Bool
+    /// Shares of the input sides started in their projection's own region made so far in this token (every thread
+    /// adds one per projection), and per thread (a cache line each) the count at which the ones it started are all
+    /// made.
     let regionShares = Atomic<Int>(0)
-    var regionTarget = 0
+    let sharesAwaited: UnsafeMutablePointer<Int>
+    /// One token under token or fixed routing, [layers · 7 · threads, k]: the (B_j, u_j) each thread's part of each
+    /// projection adds, and how many, [layers · 7 · threads]; and g_j·s_j per (layer, projection), [layers · 7, k],
+    /// 0 where expert j has no pair.
+    let tokenTerms: UnsafeMutablePointer<LowRankTerm>
+    let tokenTermCounts: UnsafeMutablePointer<Int>
+    let tokenGates: UnsafeMutablePointer<Float>
 
     /// A projection's state, in raw memory: the regions call `foldInput` and `decodingTerms` on both threads at
     /// once, and reference counting on shared objects there costs contended atomics (~1.5 points of the 4-bit
@@ -74,27 +85,23 @@ public final class AdapterRuntime: ForwardAdapters {
         /// Layer routing's decisions [T, k].
         let experts: UnsafeMutablePointer<Int32>
         let gates: UnsafeMutablePointer<Float>
-        /// One token, for an input side summed in the region: g_j·s_j [k], 0 where expert j has no pair.
-        let scaledGates: UnsafeMutablePointer<Float>
-        /// One token: the scaled input-side products u_j = g_j·s·A_j x [k, maxRank] that `prepare` computed; for
-        /// an input side started in the projection's own region, each thread's own sum [threads, k, maxRank].
+        /// Layer routing, one token: the scaled input-side products u_j = g_j·s·A_j x [k, maxRank] that `prepare`
+        /// computed, the (B_j, u_j) the projection's matrix-vector product adds on each thread, [threads, k], and how
+        /// many each thread has.
         let u: UnsafeMutablePointer<Float>
-        let threadU: UnsafeMutablePointer<Float>
-        /// One token: the (B_j, u_j) the projection's matrix-vector product adds on each thread, [threads, k], and
-        /// how many each thread has, set by `prepare`.
         let terms: UnsafeMutablePointer<LowRankTerm>
         let termCounts: UnsafeMutablePointer<Int>
+        /// Token and fixed routing, one token: each thread's own sum of the input side [threads, k, maxRank];
         /// `foldInput`'s per-thread partial products [threads, k, maxRank] and partial Σx² (one per thread, a cache
-        /// line apart), the layer they were made for (-1: none pending), and whether the input was normalized.
+        /// line apart), and whether the input was normalized.
+        let threadU: UnsafeMutablePointer<Float>
         let partials: UnsafeMutablePointer<Float>
         let squares: UnsafeMutablePointer<Float>
-        var foldedLayer = -1
         var foldedNorm = false
 
         init(chunk: Int, k: Int, width: Int, threads: Int) {
             experts = zeroed(chunk * k)
             gates = zeroed(chunk * k)
-            scaledGates = zeroed(k)
             u = zeroed(k * width)
             threadU = zeroed(threads * k * width)
             terms = .allocate(capacity: threads * k)
@@ -106,7 +113,6 @@ public final class AdapterRuntime: ForwardAdapters {
         func deallocate() {
             experts.deallocate()
             gates.deallocate()
-            scaledGates.deallocate()
             u.deallocate()
             threadU.deallocate()
             partials.deallocate()
@@ -182,7 +188,12 @@ public final class AdapterRuntime: ForwardAdapters {
         layout = unfused ? nil : adapter.decodingLayout(DecodingPartition(c, threads: threads))
         layoutTiles = layout?.tiles
         layoutFolds = layout?.folds
-        if case .layer = adapter.routing { folds = false } else { folds = layout != nil }
+        if case .layer = adapter.routing { layerRouting = true } else { layerRouting = false }
+        folds = !layerRouting && layout != nil
+        sharesAwaited = zeroed(threads * 8)
+        tokenTerms = .allocate(capacity: layers * kinds * threads * max(1, k))
+        tokenTermCounts = zeroed(layers * kinds * threads)
+        tokenGates = zeroed(layers * kinds * max(1, k))
         if case .fixed(let gates) = adapter.routing {
             for t in 0..<chunk {
                 for j in 0..<k {
@@ -190,6 +201,7 @@ public final class AdapterRuntime: ForwardAdapters {
                     chunkGates[t * k + j] = gates[j]
                 }
             }
+            if folds { listTokenTerms() } // the same for every token
         }
     }
 
@@ -201,13 +213,34 @@ public final class AdapterRuntime: ForwardAdapters {
         chunkExperts.deallocate()
         chunkGates.deallocate()
         folded.deallocate()
+        sharesAwaited.deallocate()
+        tokenTerms.deallocate()
+        tokenTermCounts.deallocate()
+        tokenGates.deallocate()
     }
 
-    /// One token: whether `tensor`'s input side starts in its own region in `layer` and is summed there, rather than
-    /// folded by the region before or (layer routing) computed by `prepare`.
-    @inline(__always)
-    private func startsInOwnRegion(_ tensor: LayerTensor, layer: Int) -> Bool {
-        folds && DecodingPartition.startsInOwnRegion(tensor, layer: layer)
+    /// Token and fixed routing: the (B_j, u_j) and g_j·s_j of every projection of the token, from its selection
+    /// (the chunk's first decision). Each u_j is the thread's own, summed in `decodingTerms`.
+    private func listTokenTerms() {
+        let kinds = LayerTensor.projections.count
+        for layer in 0..<layers {
+            for index in 0..<kinds where adapted[layer * kinds + index] {
+                let slot = slots[index]
+                for j in 0..<k {
+                    tokenGates[(layer * kinds + index) * k + j] = pair(layer, index, chunkExperts[j]).map { chunkGates[j] * $0.scale } ?? 0
+                }
+                for thread in 0..<threads {
+                    let list = (layer * kinds + index) * threads + thread
+                    var count = 0
+                    for j in 0..<k {
+                        guard let tiles = layoutTiles![layoutSlot(layer, index, chunkExperts[j], thread)] else { continue }
+                        (tokenTerms + list * k + count).initialize(to: LowRankTerm(b: tiles, u: slot.threadU + (thread * k + j) * width))
+                        count += 1
+                    }
+                    tokenTermCounts[list] = count
+                }
+            }
+        }
     }
 
     /// Index in the layout's tables of thread `thread`'s piece for expert `e` of projection slot `index` of `layer`.
@@ -234,7 +267,13 @@ public final class AdapterRuntime: ForwardAdapters {
     }
 
     public func didNormalize(layer: Int, normalized: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
-        guard layer == 0, case .token = adapter.routing, let router = adapter.tokenRouter else { return }
+        guard layer == 0 else { return }
+        if folds, tokens == 1 {
+            // A new token: no input side started in a region yet.
+            regionShares.store(0, ordering: .relaxed)
+            for thread in 0..<threads { sharesAwaited[8 * thread] = 0 }
+        }
+        guard case .token = adapter.routing, let router = adapter.tokenRouter else { return }
         route(router, input: normalized, tokens: tokens, cols: hidden, experts: chunkExperts, gates: chunkGates,
               scratch: scratch[0])
         if let observer {
@@ -242,43 +281,32 @@ public final class AdapterRuntime: ForwardAdapters {
                 observer(t, (0..<k).map { Int(chunkExperts[t * k + $0]) }, (0..<k).map { chunkGates[t * k + $0] })
             }
         }
+        if folds, tokens == 1 { listTokenTerms() }
     }
 
+    /// Layer routing: each adapted projection's router on the region's input, and for one token the input sides of
+    /// its experts (a parallel step) and the (B_j, u_j) each thread adds. Nothing for token and fixed routing.
     public func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens t: Int,
                         pool: ThreadPool) {
+        guard layerRouting else { return }
         work.removeAll(keepingCapacity: true)
         workRows = 0
         for tensor in projections {
             guard adapts(layer: layer, projection: tensor), let index = tensor.projectionIndex else { continue }
             let slot = slots[index]
-            if case .layer = adapter.routing, let router = adapter.projection(layer: layer, tensor)?.router {
+            if let router = adapter.projection(layer: layer, tensor)?.router {
                 route(router, input: x, tokens: t, cols: router.cols, experts: slot.experts, gates: slot.gates, scratch: scratch[0])
             }
-            for thread in 0..<threads { slot.termCounts[thread] = 0 }
-            let wasFolded = slot.foldedLayer == layer
-            slots[index].foldedLayer = -1
             guard t == 1 else { continue }
-            let (experts, gates) = decisions(index)
-            let inRegion = startsInOwnRegion(tensor, layer: layer)
-            if inRegion {
-                regionTarget += threads
-                for j in 0..<k { slot.scaledGates[j] = pair(layer, index, experts[j]).map { gates[j] * $0.scale } ?? 0 }
-            }
+            for thread in 0..<threads { slot.termCounts[thread] = 0 }
             for j in 0..<k {
-                guard let pair = pair(layer, index, experts[j]) else { continue }
-                var u = slot.u + j * width
-                if inRegion {
-                    // Summed per thread in `decodingTerms`.
-                } else if wasFolded {
-                    sumFolded(slot, j, rank: pair.rank, gate: gates[j] * pair.scale, into: u)
-                } else {
-                    work.append((index, j, pair, gates[j] * pair.scale))
-                    workRows += pair.rank
-                }
+                guard let pair = pair(layer, index, slot.experts[j]) else { continue }
+                let u = slot.u + j * width
+                work.append((index, j, pair, slot.gates[j] * pair.scale))
+                workRows += pair.rank
                 guard let layoutTiles else { continue }
                 for thread in 0..<threads {
-                    guard let tiles = layoutTiles[layoutSlot(layer, index, experts[j], thread)] else { continue }
-                    if inRegion { u = slot.threadU + (thread * k + j) * width }
+                    guard let tiles = layoutTiles[layoutSlot(layer, index, slot.experts[j], thread)] else { continue }
                     (slot.terms + thread * k + slot.termCounts[thread]).initialize(to: LowRankTerm(b: tiles, u: u))
                     slot.termCounts[thread] += 1
                 }
@@ -328,50 +356,45 @@ public final class AdapterRuntime: ForwardAdapters {
                     partial.update(repeating: 0, count: width) // no inputs here, or no pair
                 }
             }
-            if startsInOwnRegion(tensor, layer: layer) {
+            if DecodingPartition.startsInOwnRegion(tensor, layer: layer) {
+                sharesAwaited[8 * thread] += threads
                 regionShares.add(1, ordering: .releasing)
             } else if thread == 0 {
-                slots[index].foldedLayer = layer
                 slots[index].foldedNorm = norm != nil
             }
         }
     }
 
-    /// u = gate·A x from the threads' partial products of expert slot `j` (divided by rms(x) for a normalized input).
-    private func sumFolded(_ slot: Slot, _ j: Int, rank: Int, gate: Float, into u: UnsafeMutablePointer<Float>) {
-        var g = gate
-        if slot.foldedNorm {
-            var squares: Float = 0
-            for thread in 0..<threads { squares += slot.squares[16 * thread] }
-            g /= (squares / Float(hidden) + eps).squareRoot()
-        }
-        for q in 0..<rank {
-            var sum: Float = 0
-            for thread in 0..<threads { sum += slot.partials[(thread * k + j) * width + q] }
-            u[q] = g * sum
-        }
-    }
-
     public func decodingTerms(layer: Int, projection tensor: LayerTensor, thread: Int) -> UnsafeBufferPointer<LowRankTerm> {
-        let slot = slots + tensor.projectionIndex!
-        if startsInOwnRegion(tensor, layer: layer) {
-            // Every thread's share of the input side, made at the region's start (the wait is for the slowest).
+        let index = tensor.projectionIndex!
+        let slot = (slots + index).pointee
+        guard folds else { return UnsafeBufferPointer(start: slot.terms + thread * k, count: slot.termCounts[thread]) }
+        var rms: Float = 1
+        if DecodingPartition.startsInOwnRegion(tensor, layer: layer) {
+            // Every thread's share, made at this region's start (the wait is for the slowest).
             var spins = 0
-            while regionShares.load(ordering: .acquiring) < regionTarget {
+            while regionShares.load(ordering: .acquiring) < sharesAwaited[8 * thread] {
                 spins += 1
                 if spins > 20_000 { sched_yield() }
             }
-            let s = slot.pointee
-            for j in 0..<k where s.scaledGates[j] != 0 {
-                let u = s.threadU + (thread * k + j) * width
-                for q in 0..<width {
-                    var sum: Float = 0
-                    for other in 0..<threads { sum += s.partials[(other * k + j) * width + q] }
-                    u[q] = s.scaledGates[j] * sum
-                }
+        } else if slot.foldedNorm {
+            // Made by the region before from x ∘ norm: divide by rms(x).
+            var squares: Float = 0
+            for other in 0..<threads { squares += slot.squares[16 * other] }
+            rms = (squares / Float(hidden) + eps).squareRoot()
+        }
+        let kinds = LayerTensor.projections.count
+        let gates = tokenGates + (layer * kinds + index) * k
+        for j in 0..<k where gates[j] != 0 {
+            let g = gates[j] / rms, u = slot.threadU + (thread * k + j) * width
+            for q in 0..<width {
+                var sum: Float = 0
+                for other in 0..<threads { sum += slot.partials[(other * k + j) * width + q] }
+                u[q] = g * sum
             }
         }
-        return UnsafeBufferPointer(start: slot.pointee.terms + thread * k, count: slot.pointee.termCounts[thread])
+        let list = (layer * kinds + index) * threads + thread
+        return UnsafeBufferPointer(start: tokenTerms + list * k, count: tokenTermCounts[list])
     }
 
     public func adjust(layer: Int, projection tensor: LayerTensor, input x: UnsafePointer<Float>, tokens t: Int,
@@ -417,7 +440,7 @@ public final class AdapterRuntime: ForwardAdapters {
     /// Each token's experts and gates for a projection slot: the chunk's decisions (token and fixed routing), or
     /// the ones `prepare` made with the projection's own router (layer routing).
     private func decisions(_ slot: Int) -> (UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Float>) {
-        guard case .layer = adapter.routing else { return (chunkExperts, chunkGates) }
+        guard layerRouting else { return (chunkExperts, chunkGates) }
         return (slots[slot].experts, slots[slot].gates)
     }
 
