@@ -27,7 +27,9 @@ public protocol ForwardAdapters: AnyObject {
 
     /// One token, inside the parallel region that finishes the input of `projections` of `layer`, on thread
     /// `thread`, once `source[inputs]` — this thread's share — is final: the adapters may start their input-side
-    /// products on those inputs (partial products that `prepare` adds up, with no parallel region of its own). The
+    /// products on those inputs (partial products that each thread adds up in `decodingTerms`, with no parallel
+    /// region of their own). It is also called at the start of a projection's own region, with that projection, for
+    /// an input no region produces by rows (`DecodingPartition.startsInOwnRegion`). The
     /// input is `source` itself when `norm` is nil, else RMSNorm(source) with weights `norm`: by the norm's
     /// linearity, A·RMSNorm(x) = A·(x ∘ norm) / rms(x), so each share gives a partial product and a partial Σx².
     /// An implementation may ignore the call; its `prepare` then computes the products itself.
