@@ -222,15 +222,14 @@ public final class AdapterRuntime: ForwardAdapters {
     /// Token and fixed routing: the (B_j, u_j) and g_j·s_j of every projection of the token, from its selection
     /// (the chunk's first decision). Each u_j is the thread's own, summed in `decodingTerms`.
     private func listTokenTerms() {
-        let kinds = LayerTensor.projections.count
         for layer in 0..<layers {
-            for index in 0..<kinds where adapted[layer * kinds + index] {
+            for index in LayerTensor.projections.indices where adapted[site(layer, index)] {
                 let slot = slots[index]
                 for j in 0..<k {
-                    tokenGates[(layer * kinds + index) * k + j] = pair(layer, index, chunkExperts[j]).map { chunkGates[j] * $0.scale } ?? 0
+                    tokenGates[site(layer, index) * k + j] = pair(layer, index, chunkExperts[j]).map { chunkGates[j] * $0.scale } ?? 0
                 }
                 for thread in 0..<threads {
-                    let list = (layer * kinds + index) * threads + thread
+                    let list = site(layer, index) * threads + thread
                     var count = 0
                     for j in 0..<k {
                         guard let tiles = layoutTiles![layoutSlot(layer, index, chunkExperts[j], thread)] else { continue }
@@ -243,6 +242,11 @@ public final class AdapterRuntime: ForwardAdapters {
         }
     }
 
+    /// Index of projection slot `index` of `layer` in the [layers · 7] tables (and the first index of its run in the
+    /// per-expert, per-thread and per-j ones).
+    @inline(__always)
+    private func site(_ layer: Int, _ index: Int) -> Int { layer * LayerTensor.projections.count + index }
+
     /// Index in the layout's tables of thread `thread`'s piece for expert `e` of projection slot `index` of `layer`.
     @inline(__always)
     private func layoutSlot(_ layer: Int, _ index: Int, _ e: Int32, _ thread: Int) -> Int {
@@ -252,7 +256,7 @@ public final class AdapterRuntime: ForwardAdapters {
     /// Expert `e`'s pair for projection slot `index` of `layer` (nil: not adapted by it).
     @inline(__always)
     private func pair(_ layer: Int, _ index: Int, _ e: Int32) -> LowRankPair? {
-        pairs[(layer * LayerTensor.projections.count + index) * max(1, n) + Int(e)]
+        pairs[site(layer, index) * max(1, n) + Int(e)]
     }
 
     // MARK: ForwardAdapters
@@ -263,7 +267,7 @@ public final class AdapterRuntime: ForwardAdapters {
 
     public func adapts(layer: Int, projection: LayerTensor) -> Bool {
         guard layer < layers, let index = projection.projectionIndex else { return false }
-        return adapted[layer * LayerTensor.projections.count + index]
+        return adapted[site(layer, index)]
     }
 
     public func didNormalize(layer: Int, normalized: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
@@ -383,8 +387,7 @@ public final class AdapterRuntime: ForwardAdapters {
             for other in 0..<threads { squares += slot.squares[16 * other] }
             rms = (squares / Float(hidden) + eps).squareRoot()
         }
-        let kinds = LayerTensor.projections.count
-        let gates = tokenGates + (layer * kinds + index) * k
+        let gates = tokenGates + site(layer, index) * k
         for j in 0..<k where gates[j] != 0 {
             let g = gates[j] / rms, u = slot.threadU + (thread * k + j) * width
             for q in 0..<width {
@@ -393,7 +396,7 @@ public final class AdapterRuntime: ForwardAdapters {
                 u[q] = g * sum
             }
         }
-        let list = (layer * kinds + index) * threads + thread
+        let list = site(layer, index) * threads + thread
         return UnsafeBufferPointer(start: tokenTerms + list * k, count: tokenTermCounts[list])
     }
 
@@ -409,7 +412,7 @@ public final class AdapterRuntime: ForwardAdapters {
         guard let p = adapter.projection(layer: layer, tensor) else { return }
         let s = scratch[0]
         let index = tensor.projectionIndex!
-        if case .layer = adapter.routing, let router = p.router {
+        if layerRouting, let router = p.router {
             route(router, input: x, tokens: t, cols: router.cols, experts: slots[index].experts, gates: slots[index].gates, scratch: s)
         }
         let (experts, gates) = decisions(index)
