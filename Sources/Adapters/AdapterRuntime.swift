@@ -5,8 +5,8 @@ import Synchronization
 import Glibc
 #endif
 
-/// An adapter running inside one `InferenceSession`: routing decisions for the tokens in flight, and the adapters'
-/// share of every projection — fused into the projection's own parallel region, or (reference) as separate steps.
+/// An adapter running inside one `InferenceSession`'s decoding regions: routing decisions for the tokens in flight,
+/// and the adapters' share of every projection fused into the projection's own parallel region.
 ///
 /// Fused, one token: the input side u_j = g_j·s_j·A_j x of the token's active experts starts in the region that
 /// produces x — each thread multiplies its share of x by the matching rows of Aᵀ (`foldInput`). Where no region
@@ -21,11 +21,9 @@ import Glibc
 /// input side in `prepare`, with a parallel step of its own. Prefill gathers, per expert, the tokens that chose it
 /// and runs them as one batch through A and B (as SGMV kernels do).
 ///
-/// Reference: per token and per active expert, A x and B u are separate parallel steps after the projection, the
-/// way eager frameworks run adapters; kept as a baseline and as a second implementation for tests.
+/// The reference strategy runs the same adapter through `ReferenceAdapters` and the reference forward instead.
 public final class AdapterRuntime: ForwardAdapters {
     public let adapter: Adapter
-    public let unfused: Bool
     /// Called on the calling thread with each token's decision (position in the chunk, experts, gates), for
     /// token routing — `--show-routing`.
     public var observer: ((Int, [Int], [Float]) -> Void)?
@@ -56,8 +54,7 @@ public final class AdapterRuntime: ForwardAdapters {
     let pairs: UnsafeMutablePointer<LowRankPair?>
     let adapted: UnsafeMutablePointer<Bool>
     let layers: Int
-    /// The factors in each thread's reading order, for fused decoding (nil when unfused), and its tables as the
-    /// regions read them.
+    /// The factors in each thread's reading order, for fused decoding, and its tables as the regions read them.
     let layout: DecodingLayout?
     let layoutTiles: UnsafeMutablePointer<LowRankTiles?>?
     let layoutFolds: UnsafeMutablePointer<WeightMatrix?>?
@@ -150,9 +147,8 @@ public final class AdapterRuntime: ForwardAdapters {
     }
 
     /// For a session with `threads` threads and prefill chunks of `chunk` tokens.
-    public init(adapter: Adapter, configuration c: ModelConfiguration, threads: Int, chunk: Int, unfused: Bool = false) {
+    public init(adapter: Adapter, configuration c: ModelConfiguration, threads: Int, chunk: Int) {
         self.adapter = adapter
-        self.unfused = unfused
         k = adapter.routing.topK
         n = adapter.numExperts
         hidden = c.hiddenSize
@@ -185,7 +181,7 @@ public final class AdapterRuntime: ForwardAdapters {
             }
         }
         work.reserveCapacity(3 * max(1, k))
-        layout = unfused ? nil : adapter.decodingLayout(DecodingPartition(c, threads: threads))
+        layout = adapter.decodingLayout(DecodingPartition(c, threads: threads))
         layoutTiles = layout?.tiles
         layoutFolds = layout?.folds
         if case .layer = adapter.routing { layerRouting = true } else { layerRouting = false }
@@ -260,8 +256,6 @@ public final class AdapterRuntime: ForwardAdapters {
     }
 
     // MARK: ForwardAdapters
-
-    public var runsUnfused: Bool { unfused }
 
     public func weights(layer: Int, tokens: Int) -> LayerWeights? { nil }
 
@@ -405,37 +399,6 @@ public final class AdapterRuntime: ForwardAdapters {
         guard let p = adapter.projection(layer: layer, tensor), !rows.isEmpty else { return }
         let (experts, gates) = decisions(tensor.projectionIndex!)
         addTokens(p, x, t, y, ldy, rows, experts: experts, gates: gates, scratch[thread])
-    }
-
-    public func adjustUnfused(layer: Int, projection tensor: LayerTensor, input x: UnsafePointer<Float>, tokens t: Int,
-                              output y: UnsafeMutablePointer<Float>, ldy: Int, pool: ThreadPool) {
-        guard let p = adapter.projection(layer: layer, tensor) else { return }
-        let s = scratch[0]
-        let index = tensor.projectionIndex!
-        if layerRouting, let router = p.router {
-            route(router, input: x, tokens: t, cols: router.cols, experts: slots[index].experts, gates: slots[index].gates, scratch: s)
-        }
-        let (experts, gates) = decisions(index)
-        let cols = p.experts.compactMap { $0 }.first?.a.cols ?? 0
-        for token in 0..<t {
-            for j in 0..<k {
-                guard let pair = p.experts[Int(experts[token * k + j])] else { continue }
-                let g = gates[token * k + j] * pair.scale
-                let xt = x + token * cols, yt = y + token * ldy, u = s.u.pointer, out = s.out.pointer
-                // u = A x, then y += g·s·B u: each its own parallel step.
-                pool.run { thread in
-                    matvec(pair.a, xt, u, rows: ThreadPool.chunk(pair.rank, part: thread, of: pool.threadCount),
-                           scratch: self.scratch[thread].tile.pointer)
-                }
-                for i in 0..<pair.rank { u[i] *= g }
-                pool.run { thread in
-                    let rows = ThreadPool.chunk(pair.b.rows, part: thread, of: pool.threadCount, granularity: 16)
-                    guard !rows.isEmpty else { return }
-                    matvec(pair.b, u, out, rows: rows, scratch: self.scratch[thread].tile.pointer)
-                    addInPlace(yt + rows.lowerBound, out + rows.lowerBound, count: rows.count)
-                }
-            }
-        }
     }
 
     // MARK: Routing

@@ -5,7 +5,8 @@ import Model
 public enum AdapterStrategy: String, CaseIterable, Sendable {
     /// Chosen by the cost model in `AutoStrategy`.
     case auto
-    /// Per-expert steps after each projection, the way eager frameworks run adapters (baseline, tests).
+    /// The reference forward: every operation its own step, the adapters' share after each projection's base
+    /// product, grouped by expert (baseline, tests; the forward training differentiates).
     case reference
     /// The active experts' A and B inside each projection's own parallel pass.
     case fused
@@ -18,16 +19,17 @@ public enum AdapterStrategy: String, CaseIterable, Sendable {
 
 extension Adapter {
     /// The adapter's runtime for `session` under `strategy` (`auto` resolved by the cost model).
-    public func runtime(_ strategy: AdapterStrategy, for session: InferenceSession) throws -> ForwardAdapters {
+    public func runtime(_ strategy: AdapterStrategy, for session: InferenceSession) throws -> SessionAdapters {
         let c = session.model.configuration
         switch strategy {
         case .reference:
-            return AdapterRuntime(adapter: self, configuration: c, threads: session.pool.threadCount,
-                                  chunk: session.chunkSize, unfused: true)
+            return .reference(ReferenceAdapters(adapter: self, configuration: c, threads: session.pool.threadCount,
+                                                capacity: session.chunkSize))
         case .fused:
-            return AdapterRuntime(adapter: self, configuration: c, threads: session.pool.threadCount, chunk: session.chunkSize)
+            return .fused(AdapterRuntime(adapter: self, configuration: c, threads: session.pool.threadCount,
+                                         chunk: session.chunkSize))
         case .merged, .mergedInPlace:
-            return try MergedAdapters(adapter: self, session: session, inPlace: strategy == .mergedInPlace)
+            return .fused(try MergedAdapters(adapter: self, session: session, inPlace: strategy == .mergedInPlace))
         case .auto:
             return try runtime(AutoStrategy(adapter: self, model: session.model).choice, for: session)
         }

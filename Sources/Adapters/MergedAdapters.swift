@@ -70,8 +70,6 @@ public final class MergedAdapters: ForwardAdapters {
 
     // MARK: ForwardAdapters
 
-    public var runsUnfused: Bool { false }
-
     public func weights(layer: Int, tokens: Int) -> LayerWeights? {
         if layer == 0 { singleToken = tokens == 1 }
         return usesCopies ? mergedLayers[layer] : nil
@@ -108,9 +106,6 @@ public final class MergedAdapters: ForwardAdapters {
                        output y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, thread: Int) {
         fused.adjust(layer: layer, projection: projection, input: x, tokens: tokens, output: y, ldy: ldy, rows: rows, thread: thread)
     }
-
-    public func adjustUnfused(layer: Int, projection: LayerTensor, input x: UnsafePointer<Float>, tokens: Int,
-                              output y: UnsafeMutablePointer<Float>, ldy: Int, pool: ThreadPool) {}
 
     /// Static LoRAs use the copies for every chunk; MoE only for single tokens.
     private var usesCopies: Bool {

@@ -1,17 +1,13 @@
 import Kernels
 
-/// The one place adapters enter the forward pass (as llama.cpp's `build_lora_mm`): every projection is the base
-/// product plus what the adapters active for each token add. Implementations (LoRA, MoE-LoRA with token or layer
-/// routing, under each execution strategy) live in the Adapters module; an `InferenceSession` calls them at fixed
-/// points of every layer.
+/// The one place adapters enter the fused forward pass (as llama.cpp's `build_lora_mm`): every projection is the
+/// base product plus what the adapters active for each token add. Implementations (LoRA, MoE-LoRA with token or layer
+/// routing, fused or merged) live in the Adapters module; an `InferenceSession` calls them at fixed points of every
+/// layer. The reference forward takes the plain form of the same, `ProjectionAdapters`.
 ///
 /// An implementation belongs to one session: the routing decisions it makes for the tokens in flight are per-call
 /// values it hands from one hook to the next, never state of the shared model.
 public protocol ForwardAdapters: AnyObject {
-    /// Each adapter operation as its own step (the reference strategy: per-expert loops, as peers run them); the
-    /// session then keeps residual adds and SiLU out of the projection regions and calls `adjustUnfused`.
-    var runsUnfused: Bool { get }
-
     /// The weights of `layer` for a chunk of `tokens` tokens — merged copies under a merging strategy — or nil for
     /// the model's own.
     func weights(layer: Int, tokens: Int) -> LayerWeights?
@@ -48,8 +44,12 @@ public protocol ForwardAdapters: AnyObject {
     /// `projection` for the input x [T, in]; add the adapters' share for those rows (y row stride `ldy`).
     func adjust(layer: Int, projection: LayerTensor, input x: UnsafePointer<Float>, tokens: Int,
                 output y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, thread: Int)
+}
 
-    /// Unfused execution, on the calling thread: add the adapters' share of `projection` to every row of y.
-    func adjustUnfused(layer: Int, projection: LayerTensor, input x: UnsafePointer<Float>, tokens: Int,
-                       output y: UnsafeMutablePointer<Float>, ldy: Int, pool: ThreadPool)
+/// How a session runs its adapters.
+public enum SessionAdapters {
+    /// Inside the decoding regions (fused or merged).
+    case fused(ForwardAdapters)
+    /// Through the reference forward, one operation at a time.
+    case reference(ProjectionAdapters)
 }

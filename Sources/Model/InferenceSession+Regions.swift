@@ -11,9 +11,6 @@ extension InferenceSession {
         var weights: LayerWeights?
         /// The same as the regions read them.
         var view: LayerView?
-        /// Residual adds and SiLU run inside the projection regions; false when adapters run unfused, since their
-        /// share of each projection must be added before.
-        var fused = true
         var headRows = 0
         var logits: UnsafeMutablePointer<Float>?
         /// The session's adapters as the regions call them: without reference counting, which on the shared object
@@ -43,7 +40,7 @@ extension InferenceSession {
 
     /// The bodies of the parallel regions, made once so that running one allocates nothing.
     struct Regions {
-        let qkv, attendDecoding, attendPrefill, output, gateUp, down, residual, activation, head: ParallelJob
+        let qkv, attendDecoding, attendPrefill, output, gateUp, down, head: ParallelJob
     }
 
     static func makeRegions(_ session: InferenceSession) -> Regions {
@@ -51,7 +48,6 @@ extension InferenceSession {
         return Regions(qkv: ParallelJob { s.qkv(thread: $0) }, attendDecoding: ParallelJob { s.attendDecoding(thread: $0) },
                        attendPrefill: ParallelJob { s.attendPrefill(thread: $0) }, output: ParallelJob { s.output(thread: $0) },
                        gateUp: ParallelJob { s.gateUp(thread: $0) }, down: ParallelJob { s.down(thread: $0) },
-                       residual: ParallelJob { s.residual(thread: $0) }, activation: ParallelJob { s.activation(thread: $0) },
                        head: ParallelJob { s.head(thread: $0) })
     }
 
@@ -59,6 +55,7 @@ extension InferenceSession {
     func layer(_ l: Int) {
         let d = c.hiddenSize, qd = c.queryDimension, kd = c.keyValueDimension, half = c.headDim / 2
         let t = step.tokens, xp = x.pointer, xnp = xn.pointer, qp = q.pointer, kp = k.pointer
+        let adapters = fusedAdapters
         let w = adapters?.weights(layer: l, tokens: t) ?? model.weights.layers[l]
         step.layer = l
         step.weights = w
@@ -66,7 +63,6 @@ extension InferenceSession {
                               gate: LinearView(w.gate), up: LinearView(w.up), down: LinearView(w.down),
                               mlpNorm: w.mlpNorm.pointer,
                               nextAttentionNorm: l + 1 < c.numHiddenLayers ? model.weights.layers[l + 1].attentionNorm.pointer : nil)
-        step.fused = !(adapters?.runsUnfused ?? false)
         step.adapters = adapters
 
         // Attention block: x += o(attention(rope(q(n(x))), rope(k(n(x))), v(n(x)))).
@@ -74,9 +70,6 @@ extension InferenceSession {
         adapters?.didNormalize(layer: l, normalized: xnp, tokens: t, pool: pool)
         prepareAdapters(Self.qkvRegion.projections, input: xnp)
         pool.run(regions.qkv)
-        unfusedAdjust(.q, input: xnp, output: qp, ldy: qd)
-        unfusedAdjust(.k, input: xnp, output: kp, ldy: kd)
-        unfusedAdjust(.v, input: xnp, output: v.pointer, ldy: kd)
         for i in 0..<t {
             model.weights.rope.rotate(qp + i * qd, heads: c.numAttentionHeads, cos: cosines.pointer + i * half, sin: sines.pointer + i * half)
             model.weights.rope.rotate(kp + i * kd, heads: c.numKeyValueHeads, cos: cosines.pointer + i * half, sin: sines.pointer + i * half)
@@ -90,26 +83,13 @@ extension InferenceSession {
         }
         prepareAdapters(Self.outputRegion.projections, input: attention.pointer)
         pool.run(regions.output)
-        if !step.fused {
-            unfusedAdjust(.o, input: attention.pointer, output: delta.pointer, ldy: d)
-            pool.run(regions.residual)
-        }
 
         // MLP block: x += down(silu(gate(n(x))) · up(n(x))).
         for i in 0..<t { rmsNorm(xp + i * d, weight: w.mlpNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
         prepareAdapters(Self.gateUpRegion.projections, input: xnp)
         pool.run(regions.gateUp)
-        if !step.fused {
-            unfusedAdjust(.gate, input: xnp, output: gate.pointer, ldy: c.intermediateSize)
-            unfusedAdjust(.up, input: xnp, output: up.pointer, ldy: c.intermediateSize)
-            pool.run(regions.activation)
-        }
         prepareAdapters(Self.downRegion.projections, input: gate.pointer)
         pool.run(regions.down)
-        if !step.fused {
-            unfusedAdjust(.down, input: gate.pointer, output: delta.pointer, ldy: d)
-            pool.run(regions.residual)
-        }
     }
 
     static let qkvRegion = DecodingPartition.regions[0]
@@ -117,10 +97,10 @@ extension InferenceSession {
     static let gateUpRegion = DecodingPartition.regions[2]
     static let downRegion = DecodingPartition.regions[3]
 
-    /// Fused adapters: their work on a region's input, before the region.
+    /// The adapters' work on a region's input, before the region.
     @inline(__always)
     private func prepareAdapters(_ projections: [LayerTensor], input: UnsafePointer<Float>) {
-        guard step.fused, let adapters else { return }
+        guard let adapters = step.adapters else { return }
         adapters.prepare(layer: step.layer, projections: projections, input: input, tokens: step.tokens, pool: pool)
     }
 
@@ -136,7 +116,7 @@ extension InferenceSession {
         let t = step.tokens
         let out = linear.weight.rows
         let adapters = step.adapters
-        let adapted = step.fused && adapters?.adapts(layer: step.layer, projection: tensor) == true
+        let adapted = adapters?.adapts(layer: step.layer, projection: tensor) == true
         if t == 1 {
             // One token: the adapters' output sides ride along in the matrix-vector pass.
             let terms = adapted ? adapters!.decodingTerms(layer: step.layer, projection: tensor, thread: thread) : .init(start: nil, count: 0)
@@ -155,15 +135,7 @@ extension InferenceSession {
         }
     }
 
-    /// Unfused execution: the adapters' share of a projection, after its region.
-    @inline(__always)
-    private func unfusedAdjust(_ tensor: LayerTensor, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ldy: Int) {
-        guard !step.fused, let adapters, adapters.adapts(layer: step.layer, projection: tensor) else { return }
-        adapters.adjustUnfused(layer: step.layer, projection: tensor, input: input, tokens: step.tokens, output: output,
-                               ldy: ldy, pool: pool)
-    }
-
-    /// (Fused, first layer) the adapters' start on q, k and v's input; then q, k and v as one range of Q + 2K rows,
+    /// (First layer) the adapters' start on q, k and v's input; then q, k and v as one range of Q + 2K rows,
     /// split evenly.
     func qkv(thread: Int) {
         let w = step.view!
@@ -176,56 +148,46 @@ extension InferenceSession {
         project(.v, w.v, xn.pointer, v.pointer, thread: thread)
     }
 
-    /// (Fused) the adapters' start on o's input, then the o projection and (fused) the residual add, by rows of D;
-    /// then the adapters' start on gate and up's input.
+    /// The adapters' start on o's input, then the o projection and the residual add, by rows of D; then the
+    /// adapters' start on gate and up's input.
     func output(thread: Int) {
         let w = step.view!
         let range = partition.rows(.o, thread: thread)
         foldAdapterInput(layer: step.layer, Self.outputRegion.starts, attention.pointer, norm: nil,
                          partition.foldedInputs(.o, thread: thread), thread: thread)
         project(.o, w.o, attention.pointer, delta.pointer, thread: thread)
-        guard step.fused else { return }
         addRows(delta.pointer, into: x.pointer, columns: range)
         foldAdapterInput(layer: step.layer, Self.outputRegion.folds, x.pointer, norm: w.mlpNorm, range, thread: thread)
     }
 
-    /// gate and up for the same rows of F, then (fused) SiLU(gate)·up in place of gate and the adapters' start on
-    /// down's input.
+    /// gate and up for the same rows of F, then SiLU(gate)·up in place of gate and the adapters' start on down's
+    /// input.
     func gateUp(thread: Int) {
         let w = step.view!
         let range = partition.rows(.gate, thread: thread)
         project(.gate, w.gate, xn.pointer, gate.pointer, thread: thread)
         project(.up, w.up, xn.pointer, up.pointer, thread: thread)
-        guard step.fused else { return }
         activate(range)
         foldAdapterInput(layer: step.layer, Self.gateUpRegion.folds, gate.pointer, norm: nil, range, thread: thread)
     }
 
-    /// down projection and (fused) the residual add, by rows of D; then the adapters' start on the next layer's
-    /// q, k and v.
+    /// down projection and the residual add, by rows of D; then the adapters' start on the next layer's q, k and v.
     func down(thread: Int) {
         let range = partition.rows(.down, thread: thread)
         let w = step.view!
         project(.down, w.down, gate.pointer, delta.pointer, thread: thread)
-        guard step.fused else { return }
         addRows(delta.pointer, into: x.pointer, columns: range)
         guard let norm = w.nextAttentionNorm else { return }
         foldAdapterInput(layer: step.layer + 1, Self.downRegion.folds, x.pointer, norm: norm, range, thread: thread)
     }
 
-    /// One token with fused adapters: hands this thread's final share of the next projections' input to them.
+    /// One token: hands this thread's final share of the next projections' input to them.
     @inline(__always)
     private func foldAdapterInput(layer: Int, _ projections: [LayerTensor], _ source: UnsafePointer<Float>,
                                   norm: UnsafePointer<Float>?, _ inputs: Range<Int>, thread: Int) {
         guard step.tokens == 1, let adapters = step.adapters else { return }
         adapters.foldInput(layer: layer, projections: projections, source: source, norm: norm, inputs: inputs, thread: thread)
     }
-
-    /// Unfused: x += delta, by rows of D.
-    func residual(thread: Int) { addRows(delta.pointer, into: x.pointer, columns: rows(c.hiddenSize, thread)) }
-
-    /// Unfused: SiLU(gate)·up, by rows of F.
-    func activation(thread: Int) { activate(rows(c.intermediateSize, thread)) }
 
     private func activate(_ range: Range<Int>) {
         let f = c.intermediateSize

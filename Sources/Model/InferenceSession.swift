@@ -21,8 +21,17 @@ public final class InferenceSession {
     public let chunkSize: Int
     /// Positions already in the cache.
     public private(set) var position = 0
-    /// Adapters applied to every projection (nil: the bare model). Set between calls; the model stays untouched.
-    public var adapters: ForwardAdapters?
+    /// Adapters applied to every projection (nil: the bare model), fused into the decoding regions or through the
+    /// reference forward. Set between calls; the model stays untouched.
+    public var adapters: SessionAdapters? {
+        didSet {
+            if case .fused(let fused) = adapters { fusedAdapters = fused } else { fusedAdapters = nil }
+        }
+    }
+    /// The adapters the regions call.
+    var fusedAdapters: ForwardAdapters?
+    /// The forward of `.reference` adapters, made on first use.
+    lazy var reference = ReferenceForward(model: model, pool: pool, capacity: chunkSize, context: capacity)
 
     let c: ModelConfiguration
     let cache: KVCache
@@ -137,6 +146,10 @@ public final class InferenceSession {
     /// all T rows into `logits` [T, V], or only the last row into `logits` [V].
     private func forwardChunk<C: Collection>(_ tokens: C, logits: UnsafeMutablePointer<Float>, allPositions: Bool)
     where C.Element == Int {
+        if case .reference(let plain) = adapters {
+            referenceChunk(Array(tokens), adapters: plain, logits: logits, allPositions: allPositions)
+            return
+        }
         let weights = model.weights
         let t = tokens.count, d = c.hiddenSize, half = c.headDim / 2
         for (i, token) in tokens.enumerated() {
@@ -156,6 +169,20 @@ public final class InferenceSession {
         step.headRows = t - first
         step.logits = logits
         pool.run(regions.head)
+    }
+
+    /// `forwardChunk` through the reference forward, over the same KV cache.
+    private func referenceChunk(_ tokens: [Int], adapters: ProjectionAdapters, logits: UnsafeMutablePointer<Float>,
+                                allPositions: Bool) {
+        let t = tokens.count
+        reference.forward(tokens, positions: Array(position..<(position + t)), context: .cache(cache, position: position),
+                          adapters: adapters, tape: nil)
+        position += t
+        if allPositions {
+            reference.head(rows: t, into: logits)
+        } else {
+            reference.head(first: t - 1, rows: 1, into: logits)
+        }
     }
 
 }

@@ -12,6 +12,8 @@ public enum ModelError: Error, LocalizedError, Equatable {
     case notAModel(path: String, detail: String)
     case tokenOutOfRange(model: String, token: Int, vocabularySize: Int)
     case contextFull(needed: Int, capacity: Int)
+    /// Rows handed to a forward pass that do not fit it.
+    case invalidRows(String)
 
     public static let supportedModelTypes = ModelConfiguration.ModelType.allCases.map(\.rawValue)
 
@@ -33,6 +35,7 @@ public enum ModelError: Error, LocalizedError, Equatable {
             return "\(model): token id \(token) is outside the vocabulary (0..<\(vocabularySize))"
         case let .contextFull(needed, capacity):
             return "the context is full: \(needed) positions needed, \(capacity) available"
+        case let .invalidRows(detail): return "forward pass: \(detail)"
         }
     }
 }

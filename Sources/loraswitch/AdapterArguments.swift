@@ -37,20 +37,26 @@ struct AdapterArguments {
         return specs
     }
 
-    /// Loads the adapters and attaches their runtime to `session`; returns it (nil without --adapter).
-    @discardableResult
-    func attach(to session: InferenceSession, routing observer: ((Int, [Int], [Float]) -> Void)? = nil) throws -> ForwardAdapters? {
-        guard !specs.isEmpty else { return nil }
+    /// Loads the adapters and attaches their runtime to `session` (nothing without --adapter). With --show-routing,
+    /// `observer` gets each token's decision with its position in the sequence.
+    func attach(to session: InferenceSession, routing observer: ((Int, [Int], [Float]) -> Void)? = nil) throws {
+        guard !specs.isEmpty else { return }
         let adapter = try Adapter.load(specs, model: session.model)
         let runtime = try adapter.runtime(strategy, for: session)
         if showRouting, let observer {
             guard case .token = adapter.routing else {
                 throw UsageError("--show-routing needs a MoE-LoRA adapter with token routing")
             }
-            if let fused = runtime as? AdapterRuntime { fused.observer = observer }
-            if let merged = runtime as? MergedAdapters { merged.routingObserver = observer }
+            // The runtimes number the rows of the chunk in flight; the session's position is the chunk's first.
+            unowned let observed = session
+            let positioned: (Int, [Int], [Float]) -> Void = { row, experts, gates in observer(observed.position + row, experts, gates) }
+            switch runtime {
+            case .reference(let plain): (plain as? ReferenceAdapters)?.observer = positioned
+            case .fused(let fused):
+                (fused as? AdapterRuntime)?.observer = positioned
+                (fused as? MergedAdapters)?.routingObserver = positioned
+            }
         }
         session.adapters = runtime
-        return runtime
     }
 }

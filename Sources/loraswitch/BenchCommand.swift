@@ -126,7 +126,7 @@ struct BenchCommand: Command {
         /// Prefill (best of two) and decode (median ms/token) with `adapters` attached. With `paired`, decoded
         /// tokens alternate with and without the adapters, so that the ratio to the backbone compares the same
         /// minutes of a machine whose bandwidth drifts (the KV cache's contents do not change the work).
-        func measure(_ name: String, _ adapters: ForwardAdapters?, paired: Bool = false, adapterBytes: Int?) throws -> BenchRow {
+        func measure(_ name: String, _ adapters: SessionAdapters?, paired: Bool = false, adapterBytes: Int?) throws -> BenchRow {
             session.adapters = adapters
             defer { session.adapters = nil }
             progress.say("\(name): prefill of \(promptTokens) tokens")

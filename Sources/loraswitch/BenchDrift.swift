@@ -47,7 +47,7 @@ func measureDrift(session: InferenceSession, adapter: Adapter, switches: Int, pr
     // Logits: the same tokens decoded with each; both follow the router, so both merge the same selections.
     let tokens = (0..<16).map { _ in Int(generator.next() % UInt64(c.vocabSize)) }
     func decodeAll(_ adapters: MergedAdapters) throws -> [Float] {
-        session.adapters = adapters
+        session.adapters = .fused(adapters)
         defer { session.adapters = nil }
         session.reset()
         var all: [Float] = []

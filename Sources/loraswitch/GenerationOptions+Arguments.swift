@@ -63,10 +63,9 @@ struct GenerationArguments {
         model.releaseMetadataPages()
         let capacity = context ?? min(model.configuration.maxPositionEmbeddings, 4096)
         let session = InferenceSession(model: model, pool: ThreadPool(threads: threads), capacity: capacity)
-        unowned let observed = session
-        try adapters.attach(to: session, routing: { chunkPosition, experts, gates in
+        try adapters.attach(to: session, routing: { position, experts, gates in
             let gateText = gates.map { fmt(Double($0), 2) }.joined(separator: ",")
-            printError("[routing] position \(observed.position + chunkPosition): experts \(experts.map(String.init).joined(separator: ",")) gates \(gateText)")
+            printError("[routing] position \(position): experts \(experts.map(String.init).joined(separator: ",")) gates \(gateText)")
         })
         return TextGenerator(session: session, tokenizer: tokenizer)
     }
