@@ -107,6 +107,31 @@ public final class Adapter: @unchecked Sendable {
     private var layouts: [DecodingLayout] = []
     private let layoutLock = NSLock()
 
+    /// Throws unless every factor and router fits `model`'s shapes (an adapter is loaded for one model; attached to
+    /// another, its products would read out of bounds).
+    public func check(fits model: LanguageModel) throws {
+        let c = model.configuration
+        guard projections.count <= c.numHiddenLayers else {
+            throw AdapterError.incompatible(detail: "\(name) adapts \(projections.count) layers; \(model.path) has \(c.numHiddenLayers)")
+        }
+        if let router = tokenRouter, router.cols != c.hiddenSize || router.rows != numExperts {
+            throw AdapterError.incompatible(detail: "\(name): its router [\(router.rows), \(router.cols)] does not fit \(model.path) (hidden \(c.hiddenSize))")
+        }
+        for (l, layer) in projections.enumerated() {
+            for (i, p) in layer.enumerated() {
+                guard let p else { continue }
+                let w = model.weights.layers[l].projection(LayerTensor.projections[i])!.weight
+                let tensor = "layer \(l) \(LayerTensor.projections[i].rawValue)"
+                if let r = p.router, r.cols != w.cols || r.rows != numExperts {
+                    throw AdapterError.incompatible(detail: "\(name): the router of \(tensor) does not fit \(model.path)")
+                }
+                for pair in p.experts.compactMap({ $0 }) where pair.a.cols != w.cols || pair.b.rows != w.rows || pair.b.cols != pair.a.rows {
+                    throw AdapterError.incompatible(detail: "\(name): \(tensor) is [\(pair.b.rows), \(pair.a.cols)] in the adapter, [\(w.rows), \(w.cols)] in \(model.path)")
+                }
+            }
+        }
+    }
+
     /// Bytes of adapter weights read to decode one token when `k` experts are active: every adapted projection's
     /// active pairs, and the routers.
     public var bytesPerToken: Int {

@@ -32,6 +32,9 @@ public final class AdapterRuntime: ForwardAdapters {
     let n: Int
     let hidden: Int
     let threads: Int
+    /// The model and chunk size it was made for.
+    let model: LanguageModel
+    let chunk: Int
     /// u's stride: the largest rank.
     let width: Int
     /// Decisions for the chunk in flight: [T, k] experts and gates (token and fixed routing).
@@ -146,9 +149,13 @@ public final class AdapterRuntime: ForwardAdapters {
         }
     }
 
-    /// For a session with `threads` threads and prefill chunks of `chunk` tokens.
-    public init(adapter: Adapter, configuration c: ModelConfiguration, threads: Int, chunk: Int) {
+    /// For `session`: its model (which the adapter must fit), thread count and prefill chunks.
+    public init(adapter: Adapter, session: InferenceSession) throws {
+        try adapter.check(fits: session.model)
+        let c = session.model.configuration, threads = session.pool.threadCount, chunk = session.chunkSize
         self.adapter = adapter
+        model = session.model
+        self.chunk = chunk
         k = adapter.routing.topK
         n = adapter.numExperts
         hidden = c.hiddenSize
@@ -256,6 +263,12 @@ public final class AdapterRuntime: ForwardAdapters {
     }
 
     // MARK: ForwardAdapters
+
+    public func check(fits session: InferenceSession) throws {
+        guard session.model === model, session.pool.threadCount == threads, session.chunkSize <= chunk else {
+            throw AdapterError.strategy(detail: "\(adapter.name): its fused runtime was made for another session (model, \(threads) threads, chunks of \(chunk))")
+        }
+    }
 
     public func weights(layer: Int, tokens: Int) -> LayerWeights? { nil }
 

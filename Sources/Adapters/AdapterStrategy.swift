@@ -20,14 +20,12 @@ public enum AdapterStrategy: String, CaseIterable, Sendable {
 extension Adapter {
     /// The adapter's runtime for `session` under `strategy` (`auto` resolved by the cost model).
     public func runtime(_ strategy: AdapterStrategy, for session: InferenceSession) throws -> SessionAdapters {
-        let c = session.model.configuration
         switch strategy {
         case .reference:
-            return .reference(ReferenceAdapters(adapter: self, configuration: c, threads: session.pool.threadCount,
-                                                capacity: session.chunkSize))
+            return .reference(try ReferenceAdapters(adapter: self, model: session.model, threads: session.pool.threadCount,
+                                                    capacity: session.chunkSize))
         case .fused:
-            return .fused(AdapterRuntime(adapter: self, configuration: c, threads: session.pool.threadCount,
-                                         chunk: session.chunkSize))
+            return .fused(try AdapterRuntime(adapter: self, session: session))
         case .merged, .mergedInPlace:
             return .fused(try MergedAdapters(adapter: self, session: session, inPlace: strategy == .mergedInPlace))
         case .auto:

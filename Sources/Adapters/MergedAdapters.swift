@@ -41,7 +41,7 @@ public final class MergedAdapters: ForwardAdapters {
         model = session.model
         pool = session.pool
         k = adapter.routing.topK
-        fused = AdapterRuntime(adapter: adapter, configuration: c, threads: session.pool.threadCount, chunk: session.chunkSize)
+        fused = try AdapterRuntime(adapter: adapter, session: session)
 
         var layers = model.weights.layers
         var copies: [ByteStorage] = []
@@ -69,6 +69,8 @@ public final class MergedAdapters: ForwardAdapters {
     }
 
     // MARK: ForwardAdapters
+
+    public func check(fits session: InferenceSession) throws { try fused.check(fits: session) }
 
     public func weights(layer: Int, tokens: Int) -> LayerWeights? {
         if layer == 0 { singleToken = tokens == 1 }

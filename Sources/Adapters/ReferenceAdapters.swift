@@ -90,7 +90,10 @@ public final class ReferenceAdapters: ProjectionAdapters {
     private let tiles: [FloatBuffer]
     private let probabilities: FloatBuffer
 
-    public init(adapter: Adapter, configuration c: ModelConfiguration, threads: Int, capacity: Int, recording: Bool = false) {
+    /// For passes of up to `capacity` rows over `model` (which the adapter must fit) on `threads` threads.
+    public init(adapter: Adapter, model: LanguageModel, threads: Int, capacity: Int, recording: Bool = false) throws {
+        try adapter.check(fits: model)
+        let c = model.configuration
         self.adapter = adapter
         self.capacity = max(1, capacity)
         self.recording = recording
@@ -138,11 +141,17 @@ public final class ReferenceAdapters: ProjectionAdapters {
 
     // MARK: ProjectionAdapters
 
+    public func begin(rows t: Int, pool: ThreadPool) throws {
+        guard t <= capacity, pool.threadCount <= gathered.count else {
+            throw AdapterError.strategy(detail: "\(adapter.name): a pass of \(t) rows on \(pool.threadCount) threads exceeds the reference adapters' \(capacity) rows on \(gathered.count) threads")
+        }
+        rows = t
+    }
+
     public func adapts(layer: Int, projection: LayerTensor) -> Bool { adapter.projection(layer: layer, projection) != nil }
 
     public func didNormalize(layer: Int, normalized: UnsafePointer<Float>, rows t: Int, pool: ThreadPool) {
         guard layer == 0 else { return }
-        rows = t
         switch adapter.routing {
         case .fixed:
             token.group(rows: t, k: k, n: n)

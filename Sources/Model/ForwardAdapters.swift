@@ -8,6 +8,10 @@ import Kernels
 /// An implementation belongs to one session: the routing decisions it makes for the tokens in flight are per-call
 /// values it hands from one hook to the next, never state of the shared model.
 public protocol ForwardAdapters: AnyObject {
+    /// Throws unless the implementation was made for `session`'s model, thread count and chunk size (checked before
+    /// the first pass after it is attached; its buffers are sized by them).
+    func check(fits session: InferenceSession) throws
+
     /// The weights of `layer` for a chunk of `tokens` tokens — merged copies under a merging strategy — or nil for
     /// the model's own.
     func weights(layer: Int, tokens: Int) -> LayerWeights?

@@ -26,8 +26,11 @@ public final class InferenceSession {
     public var adapters: SessionAdapters? {
         didSet {
             if case .fused(let fused) = adapters { fusedAdapters = fused } else { fusedAdapters = nil }
+            adaptersChecked = fusedAdapters == nil
         }
     }
+    /// Whether the fused adapters were checked to fit this session since they were attached.
+    private var adaptersChecked = true
     /// The adapters the regions call.
     var fusedAdapters: ForwardAdapters?
     /// The forward of `.reference` adapters, made on first use.
@@ -104,7 +107,7 @@ public final class InferenceSession {
         var start = 0
         while start < tokens.count {
             let n = min(chunkSize, tokens.count - start)
-            forwardChunk(tokens[start..<(start + n)], logits: out + start * c.vocabSize, allPositions: true)
+            try forwardChunk(tokens[start..<(start + n)], logits: out + start * c.vocabSize, allPositions: true)
             start += n
         }
     }
@@ -117,7 +120,7 @@ public final class InferenceSession {
         var start = 0
         while start < tokens.count {
             let n = min(chunkSize, tokens.count - start)
-            forwardChunk(tokens[start..<(start + n)], logits: logitsBuffer.pointer, allPositions: false)
+            try forwardChunk(tokens[start..<(start + n)], logits: logitsBuffer.pointer, allPositions: false)
             start += n
         }
         return UnsafeBufferPointer(logitsBuffer.buffer)
@@ -127,7 +130,7 @@ public final class InferenceSession {
     public func decode(_ token: Int) throws -> UnsafeBufferPointer<Float> {
         guard token >= 0, token < c.vocabSize else { throw ModelError.tokenOutOfRange(model: model.path, token: token, vocabularySize: c.vocabSize) }
         guard position < capacity else { throw ModelError.contextFull(needed: position + 1, capacity: capacity) }
-        forwardChunk(CollectionOfOne(token), logits: logitsBuffer.pointer, allPositions: false)
+        try forwardChunk(CollectionOfOne(token), logits: logitsBuffer.pointer, allPositions: false)
         return UnsafeBufferPointer(logitsBuffer.buffer)
     }
 
@@ -144,10 +147,14 @@ public final class InferenceSession {
 
     /// Embeds `tokens` at positions `position...`, runs every layer, appends to the KV cache and writes logits:
     /// all T rows into `logits` [T, V], or only the last row into `logits` [V].
-    private func forwardChunk<C: Collection>(_ tokens: C, logits: UnsafeMutablePointer<Float>, allPositions: Bool)
+    private func forwardChunk<C: Collection>(_ tokens: C, logits: UnsafeMutablePointer<Float>, allPositions: Bool) throws
     where C.Element == Int {
+        if !adaptersChecked, let fusedAdapters {
+            try fusedAdapters.check(fits: self)
+            adaptersChecked = true
+        }
         if case .reference(let plain) = adapters {
-            referenceChunk(Array(tokens), adapters: plain, logits: logits, allPositions: allPositions)
+            try referenceChunk(Array(tokens), adapters: plain, logits: logits, allPositions: allPositions)
             return
         }
         let weights = model.weights
@@ -173,9 +180,9 @@ public final class InferenceSession {
 
     /// `forwardChunk` through the reference forward, over the same KV cache.
     private func referenceChunk(_ tokens: [Int], adapters: ProjectionAdapters, logits: UnsafeMutablePointer<Float>,
-                                allPositions: Bool) {
+                                allPositions: Bool) throws {
         let t = tokens.count
-        reference.forward(tokens, positions: Array(position..<(position + t)), context: .cache(cache, position: position),
+        try reference.forward(tokens, positions: Array(position..<(position + t)), context: .cache(cache, position: position),
                           adapters: adapters, tape: nil)
         position += t
         if allPositions {

@@ -7,6 +7,10 @@ import Kernels
 /// An implementation belongs to one forward pass at a time: the routing decisions it makes for the rows in flight
 /// are per-call values, never state of the shared model.
 public protocol ProjectionAdapters: AnyObject {
+    /// Called before a pass of `rows` rows whose steps run on `pool`: throws if the implementation cannot take them
+    /// (its buffers are sized for a number of rows and threads).
+    func begin(rows: Int, pool: ThreadPool) throws
+
     /// Called after `layer`'s attention norm with its output `normalized` [rows, D], the input of q, k and v. Token
     /// routing decides here, at its router's layer, for every adapted projection of the rows.
     func didNormalize(layer: Int, normalized: UnsafePointer<Float>, rows: Int, pool: ThreadPool)

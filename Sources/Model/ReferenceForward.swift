@@ -91,7 +91,7 @@ public final class ReferenceForward {
         }
         var positions = [Int](repeating: 0, count: tokens.count)
         for s in segments { for i in s { positions[i] = i - s.lowerBound } }
-        forward(tokens, positions: positions, context: .packed(segments), adapters: adapters, tape: tape)
+        try forward(tokens, positions: positions, context: .packed(segments), adapters: adapters, tape: tape)
     }
 
     func validate(_ tokens: [Int]) throws {
@@ -104,8 +104,10 @@ public final class ReferenceForward {
     }
 
     /// The forward pass over `tokens` at `positions` (validated by the caller).
-    func forward(_ tokens: [Int], positions: [Int], context: Context, adapters: ProjectionAdapters?, tape: ActivationTape?) {
+    func forward(_ tokens: [Int], positions: [Int], context: Context, adapters: ProjectionAdapters?,
+                 tape: ActivationTape?) throws {
         let w = model.weights, d = c.hiddenSize, half = c.headDim / 2, t = tokens.count
+        try adapters?.begin(rows: t, pool: pool)
         for (i, token) in tokens.enumerated() {
             w.embedding.dequantizeRow(token, into: x.pointer + i * d)
             w.rope.angles(position: positions[i], cos: cosines.pointer + i * half, sin: sines.pointer + i * half)

@@ -67,7 +67,7 @@ struct ReferenceForwardTests {
         var all: [Float] = []
         var position = 0
         for chunk in [Array(tokens[0..<4]), Array(tokens[4..<5]), Array(tokens[5..<9]), Array(tokens[9...])] {
-            forward.forward(chunk, positions: Array(position..<(position + chunk.count)), context: .cache(cache, position: position),
+            try forward.forward(chunk, positions: Array(position..<(position + chunk.count)), context: .cache(cache, position: position),
                             adapters: nil, tape: nil)
             let out = FloatBuffer(count: chunk.count * v)
             forward.head(rows: chunk.count, into: out.pointer)
