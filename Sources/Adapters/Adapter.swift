@@ -40,8 +40,8 @@ public struct AdaptedProjection: @unchecked Sendable {
 public enum Routing: Sendable, Equatable {
     /// Every expert, always, with these gates: static LoRAs (one adapter, or several with weights).
     case fixed(gates: [Float])
-    /// LoRA-Switch: one router on layer 0's normalized input decides top-k experts for every adapted projection of
-    /// the token.
+    /// LoRA-Switch: one router on the normalized input of layer `Adapter.routerLayer` (0 in the paper) decides top-k
+    /// experts for every adapted projection of the token; adapted layers are at or above it.
     case token(topK: Int)
     /// One router per adapted projection on that projection's input (MoLA, MixLoRA, MoRAL).
     case layer(topK: Int)
@@ -63,14 +63,19 @@ public final class Adapter: @unchecked Sendable {
     public let projections: [[AdaptedProjection?]]
     /// Token routing's router [N, hidden].
     public let tokenRouter: WeightMatrix?
+    /// Token routing: the layer whose normalized attention input the router reads (config `router_layer`); every
+    /// adapted layer is at or above it, so a token's decision is known before any of its adapted projections.
+    /// 0 for other routings.
+    public let routerLayer: Int
     /// Where it came from, for messages.
     public let name: String
     /// Keeps the files or memory the matrices point into alive.
     let storage: [AnyObject]
 
     init(routing: Routing, numExperts: Int, projections: [[AdaptedProjection?]], tokenRouter: WeightMatrix?,
-         name: String, storage: [AnyObject]) {
+         routerLayer: Int = 0, name: String, storage: [AnyObject]) {
         self.projections = projections
+        self.routerLayer = routerLayer
         self.routing = routing
         self.numExperts = numExperts
         self.tokenRouter = tokenRouter
@@ -113,6 +118,9 @@ public final class Adapter: @unchecked Sendable {
         let c = model.configuration
         guard projections.count <= c.numHiddenLayers else {
             throw AdapterError.incompatible(detail: "\(name) adapts \(projections.count) layers; \(model.path) has \(c.numHiddenLayers)")
+        }
+        if let below = projections.prefix(routerLayer).firstIndex(where: { $0.contains { $0 != nil } }) {
+            throw AdapterError.incompatible(detail: "\(name): layer \(below) is adapted below its router's layer \(routerLayer)")
         }
         if let router = tokenRouter, router.cols != c.hiddenSize || router.rows != numExperts {
             throw AdapterError.incompatible(detail: "\(name): its router [\(router.rows), \(router.cols)] does not fit \(model.path) (hidden \(c.hiddenSize))")

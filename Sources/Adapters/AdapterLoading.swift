@@ -79,7 +79,7 @@ extension Adapter {
             }
         }
         self.init(routing: routing, numExperts: parts.numExperts, projections: projections, tokenRouter: parts.tokenRouter,
-                  name: parts.name, storage: parts.storage)
+                  routerLayer: parts.routerLayer, name: parts.name, storage: parts.storage)
     }
 
     /// llama.cpp stores a llama model's q and k rows permuted so that rotary pairs are adjacent (see `Rope`), and

@@ -264,6 +264,8 @@ public final class AdapterRuntime: ForwardAdapters {
 
     // MARK: ForwardAdapters
 
+    public var decisionLayer: Int { adapter.routerLayer }
+
     public func check(fits session: InferenceSession) throws {
         guard session.model === model, session.pool.threadCount == threads, session.chunkSize <= chunk else {
             throw AdapterError.strategy(detail: "\(adapter.name): its fused runtime was made for another session (model, \(threads) threads, chunks of \(chunk))")
@@ -278,13 +280,12 @@ public final class AdapterRuntime: ForwardAdapters {
     }
 
     public func didNormalize(layer: Int, normalized: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
-        guard layer == 0 else { return }
-        if folds, tokens == 1 {
+        if layer == 0, folds, tokens == 1 {
             // A new token: no input side started in a region yet.
             regionShares.store(0, ordering: .relaxed)
             for thread in 0..<threads { sharesAwaited[8 * thread] = 0 }
         }
-        guard case .token = adapter.routing, let router = adapter.tokenRouter else { return }
+        guard case .token = adapter.routing, layer == adapter.routerLayer, let router = adapter.tokenRouter else { return }
         route(router, input: normalized, tokens: tokens, cols: hidden, experts: chunkExperts, gates: chunkGates,
               scratch: scratch[0])
         if let observer {
@@ -367,7 +368,7 @@ public final class AdapterRuntime: ForwardAdapters {
                     partial.update(repeating: 0, count: width) // no inputs here, or no pair
                 }
             }
-            if DecodingPartition.startsInOwnRegion(tensor, layer: layer) {
+            if DecodingPartition.startsInOwnRegion(tensor, layer: layer, decisionLayer: adapter.routerLayer) {
                 sharesAwaited[8 * thread] += threads
                 regionShares.add(1, ordering: .releasing)
             } else if thread == 0 {
@@ -381,7 +382,7 @@ public final class AdapterRuntime: ForwardAdapters {
         let slot = (slots + index).pointee
         guard folds else { return UnsafeBufferPointer(start: slot.terms + thread * k, count: slot.termCounts[thread]) }
         var rms: Float = 1
-        if DecodingPartition.startsInOwnRegion(tensor, layer: layer) {
+        if DecodingPartition.startsInOwnRegion(tensor, layer: layer, decisionLayer: adapter.routerLayer) {
             // Every thread's share, made at this region's start (the wait is for the slowest).
             var spins = 0
             while regionShares.load(ordering: .acquiring) < sharesAwaited[8 * thread] {

@@ -4,7 +4,7 @@ import Model
 /// An adapter's factors laid out for decoding one token on a given number of threads, in the order each thread reads
 /// them. Every (expert, thread) pair owns one stretch of memory that runs through all layers and regions
 /// (`DecodingPartition.regions`) in decoding order; for each region it holds the Aᵀ rows of the thread's share of the
-/// inputs of the projections whose input side the region starts (o; the first layer's q, k and v), the B tiles of
+/// inputs of the projections whose input side the region starts (o; q, k and v of the decision layer), the B tiles of
 /// the thread's output rows of the region's projections, then the Aᵀ rows of the thread's share of the inputs the
 /// region finishes (`foldInput`).
 ///
@@ -21,7 +21,7 @@ final class DecodingLayout: @unchecked Sendable {
     /// [((layer · 7 + projection) · N + expert) · threads + thread]: the tiles holding the thread's output rows.
     let tiles: UnsafeMutablePointer<LowRankTiles?>
     /// Same index: Aᵀ for the thread's folded inputs, [inputs.count, r] (nil under layer routing, which folds
-    /// nothing, and for layer 0's q, k and v).
+    /// nothing).
     let folds: UnsafeMutablePointer<WeightMatrix?>
     private let count: Int
 
@@ -44,7 +44,8 @@ final class DecodingLayout: @unchecked Sendable {
                 for layer in 0..<layers {
                     for region in DecodingPartition.regions {
                         let foldLayer = layer + (region.foldsNextLayer ? 1 : 0)
-                        for tensor in region.starts where folding && DecodingPartition.startsInOwnRegion(tensor, layer: layer) {
+                        for tensor in region.starts
+                        where folding && DecodingPartition.startsInOwnRegion(tensor, layer: layer, decisionLayer: adapter.routerLayer) {
                             let index = tensor.projectionIndex!
                             guard let pair = adapter.pair(layer, index, e),
                                   !partition.foldedInputs(tensor, thread: thread).isEmpty else { continue }
@@ -57,7 +58,8 @@ final class DecodingLayout: @unchecked Sendable {
                             pieces.append(Piece(pair: pair, index: index, layer: layer, expert: e, thread: thread, fold: false))
                         }
                         guard folding, foldLayer < layers else { continue }
-                        for tensor in region.folds {
+                        for tensor in region.folds
+                        where !DecodingPartition.startsInOwnRegion(tensor, layer: foldLayer, decisionLayer: adapter.routerLayer) {
                             let index = tensor.projectionIndex!
                             guard let pair = adapter.pair(foldLayer, index, e),
                                   !partition.foldedInputs(tensor, thread: thread).isEmpty else { continue }

@@ -72,6 +72,8 @@ public final class MergedAdapters: ForwardAdapters {
 
     public func check(fits session: InferenceSession) throws { try fused.check(fits: session) }
 
+    public var decisionLayer: Int { fused.decisionLayer }
+
     public func weights(layer: Int, tokens: Int) -> LayerWeights? {
         if layer == 0 { singleToken = tokens == 1 }
         return usesCopies ? mergedLayers[layer] : nil
@@ -83,7 +85,7 @@ public final class MergedAdapters: ForwardAdapters {
 
     public func didNormalize(layer: Int, normalized: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
         fused.didNormalize(layer: layer, normalized: normalized, tokens: tokens, pool: pool)
-        guard layer == 0, singleToken, case .token = adapter.routing else { return }
+        guard layer == adapter.routerLayer, singleToken, case .token = adapter.routing else { return }
         let experts = fused.chunkExperts, gates = fused.chunkGates
         if let current, (0..<k).allSatisfy({ current.experts[$0] == experts[$0] && current.gates[$0] == gates[$0] }) { return }
         merge(experts: Array(UnsafeBufferPointer(start: experts, count: k)), gates: Array(UnsafeBufferPointer(start: gates, count: k)))

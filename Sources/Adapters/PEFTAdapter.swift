@@ -27,12 +27,15 @@ struct AdapterConfiguration: Decodable {
     var routing: String?
     var numExperts: Int?
     var topK: Int?
+    var routerLayer: Int?
+    var layersToTransform: [Int]?
 
     enum CodingKeys: String, CodingKey {
         case peftType = "peft_type", r, loraAlpha = "lora_alpha", targetModules = "target_modules"
         case rankPattern = "rank_pattern", alphaPattern = "alpha_pattern", useRSLoRA = "use_rslora"
         case useDoRA = "use_dora", bias, fanInFanOut = "fan_in_fan_out", modulesToSave = "modules_to_save"
-        case routing, numExperts = "num_experts", topK = "top_k"
+        case routing, numExperts = "num_experts", topK = "top_k", routerLayer = "router_layer"
+        case layersToTransform = "layers_to_transform"
     }
 
     init(from decoder: Decoder) throws {
@@ -61,6 +64,13 @@ struct AdapterConfiguration: Decodable {
         routing = try c.decodeIfPresent(String.self, forKey: .routing)
         numExperts = try c.decodeIfPresent(Int.self, forKey: .numExperts)
         topK = try c.decodeIfPresent(Int.self, forKey: .topK)
+        routerLayer = try c.decodeIfPresent(Int.self, forKey: .routerLayer)
+        // PEFT writes one layer as a number or several as a list.
+        if let one = try? c.decodeIfPresent(Int.self, forKey: .layersToTransform) {
+            layersToTransform = [one]
+        } else {
+            layersToTransform = try c.decodeIfPresent([Int].self, forKey: .layersToTransform)
+        }
     }
 
     /// PEFT matches pattern keys against the end of a module's name (`.*\.{key}$`).
@@ -127,10 +137,33 @@ extension Adapter {
             }
             experts = n
         }
+        let layerCount = model.configuration.numHiddenLayers
+        if let layers = config.layersToTransform {
+            guard !layers.isEmpty, layers.allSatisfy({ (0..<layerCount).contains($0) }) else {
+                throw AdapterError.invalidConfiguration(file: configPath, key: "layers_to_transform",
+                    detail: "must list layers of the model (0..<\(layerCount)), not \(layers)")
+            }
+        }
+        var routerLayer = 0
+        if let layer = config.routerLayer {
+            guard case .token = routing else {
+                throw AdapterError.invalidConfiguration(file: configPath, key: "router_layer", detail: "applies to token routing only")
+            }
+            guard (0..<layerCount).contains(layer) else {
+                throw AdapterError.invalidConfiguration(file: configPath, key: "router_layer",
+                    detail: "must be a layer of the model (0..<\(layerCount)), not \(layer)")
+            }
+            if let below = config.layersToTransform?.first(where: { $0 < layer }) {
+                throw AdapterError.invalidConfiguration(file: configPath, key: "layers_to_transform",
+                    detail: "layer \(below) is below router_layer \(layer): the router decides for adapted layers at or above its own")
+            }
+            routerLayer = layer
+        }
 
         let file = try SafetensorsFile(path: weightsPath)
         var parts = AdapterParts(name: folder, routing: routing, numExperts: experts, layers: model.configuration.numHiddenLayers,
                                  storage: [file])
+        parts.routerLayer = routerLayer
         var seenA: [String: TensorView] = [:], seenB: [String: TensorView] = [:]
         for name in file.tensorNames {
             let t = file.tensor(name)!
@@ -147,6 +180,14 @@ extension Adapter {
                 continue
             }
             let key = try parseTensorName(name, file: weightsPath, model: model, moe: moe, experts: experts)
+            if let layers = config.layersToTransform, !layers.contains(key.layer) {
+                throw AdapterError.unexpectedTensor(file: weightsPath, tensor: name,
+                    detail: "layer \(key.layer) is not in layers_to_transform \(layers)")
+            }
+            if key.layer < routerLayer {
+                throw AdapterError.unexpectedTensor(file: weightsPath, tensor: name,
+                    detail: "layer \(key.layer) is below router_layer \(routerLayer): the router decides for adapted layers at or above its own")
+            }
             if key.isRouter {
                 guard case .layer = routing else {
                     throw AdapterError.unexpectedTensor(file: weightsPath, tensor: name, detail: "a per-module router in an adapter whose routing is not \"layer\"")
@@ -264,6 +305,8 @@ struct AdapterParts {
     var pairs: [[[LowRankPair?]]]     // [layer][projection][expert]
     var routers: [[WeightMatrix?]]    // [layer][projection]
     var tokenRouter: WeightMatrix?
+    /// Token routing: the layer whose normalized input the router reads.
+    var routerLayer = 0
     var storage: [AnyObject]
 
     init(name: String, routing: Routing, numExperts: Int, layers: Int, storage: [AnyObject]) {

@@ -151,11 +151,11 @@ public final class ReferenceAdapters: ProjectionAdapters {
     public func adapts(layer: Int, projection: LayerTensor) -> Bool { adapter.projection(layer: layer, projection) != nil }
 
     public func didNormalize(layer: Int, normalized: UnsafePointer<Float>, rows t: Int, pool: ThreadPool) {
-        guard layer == 0 else { return }
         switch adapter.routing {
         case .fixed:
-            token.group(rows: t, k: k, n: n)
+            if layer == 0 { token.group(rows: t, k: k, n: n) }
         case .token:
+            guard layer == adapter.routerLayer else { return }
             guard let router = adapter.tokenRouter else { return }
             route(router, input: normalized, rows: t, into: token, pool: pool)
             if let observer {

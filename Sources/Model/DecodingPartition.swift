@@ -40,13 +40,14 @@ public struct DecodingPartition: Sendable, Equatable {
     ]
 
     /// Whether `projection`'s input side starts in its own region in `layer`, each thread on its share of the
-    /// input, which is whole before the region: o's (the attention output, not produced by rows) and the first
-    /// layer's q, k and v (no region before them). Every other input side is folded by the region before.
+    /// input, which is whole before the region: o's (the attention output, not produced by rows) and q, k and v's
+    /// in `decisionLayer`, the layer where a token's experts become known (0, or a token router's layer; no region
+    /// before it knows them). Every other input side is folded by the region before.
     @inline(__always)
-    public static func startsInOwnRegion(_ projection: LayerTensor, layer: Int) -> Bool {
+    public static func startsInOwnRegion(_ projection: LayerTensor, layer: Int, decisionLayer: Int) -> Bool {
         switch projection {
         case .o: return true
-        case .q, .k, .v: return layer == 0
+        case .q, .k, .v: return layer == decisionLayer
         case .gate, .up, .down, .attentionNorm, .mlpNorm: return false
         }
     }

@@ -12,6 +12,10 @@ public protocol ForwardAdapters: AnyObject {
     /// the first pass after it is attached; its buffers are sized by them).
     func check(fits session: InferenceSession) throws
 
+    /// The layer where a token's experts become known (`DecodingPartition.startsInOwnRegion`): a token router's
+    /// layer, else 0.
+    var decisionLayer: Int { get }
+
     /// The weights of `layer` for a chunk of `tokens` tokens — merged copies under a merging strategy — or nil for
     /// the model's own.
     func weights(layer: Int, tokens: Int) -> LayerWeights?

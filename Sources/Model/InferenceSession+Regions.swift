@@ -12,6 +12,8 @@ extension InferenceSession {
         /// The same as the regions read them.
         var view: LayerView?
         var headRows = 0
+        /// The adapters' `decisionLayer`.
+        var decisionLayer = 0
         var logits: UnsafeMutablePointer<Float>?
         /// The session's adapters as the regions call them: without reference counting, which on the shared object
         /// costs contended atomics on both threads (`adapters` keeps them alive).
@@ -64,6 +66,7 @@ extension InferenceSession {
                               mlpNorm: w.mlpNorm.pointer,
                               nextAttentionNorm: l + 1 < c.numHiddenLayers ? model.weights.layers[l + 1].attentionNorm.pointer : nil)
         step.adapters = adapters
+        step.decisionLayer = adapters?.decisionLayer ?? 0
 
         // Attention block: x += o(attention(rope(q(n(x))), rope(k(n(x))), v(n(x)))).
         for i in 0..<t { rmsNorm(xp + i * d, weight: w.attentionNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
@@ -139,7 +142,7 @@ extension InferenceSession {
     /// split evenly.
     func qkv(thread: Int) {
         let w = step.view!
-        if DecodingPartition.startsInOwnRegion(.q, layer: step.layer) {
+        if DecodingPartition.startsInOwnRegion(.q, layer: step.layer, decisionLayer: step.decisionLayer) {
             foldAdapterInput(layer: step.layer, Self.qkvRegion.starts, xn.pointer, norm: nil,
                              partition.foldedInputs(.q, thread: thread), thread: thread)
         }
@@ -177,7 +180,8 @@ extension InferenceSession {
         let w = step.view!
         project(.down, w.down, gate.pointer, delta.pointer, thread: thread)
         addRows(delta.pointer, into: x.pointer, columns: range)
-        guard let norm = w.nextAttentionNorm else { return }
+        guard let norm = w.nextAttentionNorm,
+              !DecodingPartition.startsInOwnRegion(.q, layer: step.layer + 1, decisionLayer: step.decisionLayer) else { return }
         foldAdapterInput(layer: step.layer + 1, Self.downRegion.folds, x.pointer, norm: norm, range, thread: thread)
     }
 
