@@ -34,6 +34,11 @@ public struct AdaptedProjection: @unchecked Sendable {
     public let experts: [LowRankPair?]
     /// [N, in]: layer routing's router for this projection.
     public let router: WeightMatrix?
+
+    public init(experts: [LowRankPair?], router: WeightMatrix?) {
+        self.experts = experts
+        self.router = router
+    }
 }
 
 /// How the experts of a token are chosen.
@@ -72,8 +77,9 @@ public final class Adapter: @unchecked Sendable {
     /// Keeps the files or memory the matrices point into alive.
     let storage: [AnyObject]
 
-    init(routing: Routing, numExperts: Int, projections: [[AdaptedProjection?]], tokenRouter: WeightMatrix?,
-         routerLayer: Int = 0, name: String, storage: [AnyObject]) {
+    /// An adapter over matrices kept alive by `storage` (checked against a model by `check(fits:)` before it runs).
+    public init(routing: Routing, numExperts: Int, projections: [[AdaptedProjection?]], tokenRouter: WeightMatrix?,
+                routerLayer: Int = 0, name: String, storage: [AnyObject]) {
         self.projections = projections
         self.routerLayer = routerLayer
         self.routing = routing

@@ -48,12 +48,17 @@ public final class ActivationTape {
     public let layers: [Layer?]
     /// The residual stream after the last layer [T, D] (the final norm's input).
     public let output: FloatBuffer
+    /// Each row's RoPE cos and sin [T, headDim / 2] (its position's angles).
+    public let cosines: FloatBuffer
+    public let sines: FloatBuffer
 
     public init(configuration c: ModelConfiguration, capacity: Int, firstLayer: Int = 0) {
         self.capacity = max(1, capacity)
         self.firstLayer = max(0, firstLayer)
         layers = (0..<c.numHiddenLayers).map { l in l >= firstLayer ? Layer(c, rows: max(1, capacity)) : nil }
         output = FloatBuffer(count: max(1, capacity) * c.hiddenSize, zeroed: false)
+        cosines = FloatBuffer(count: max(1, capacity) * c.headDim / 2, zeroed: false)
+        sines = FloatBuffer(count: max(1, capacity) * c.headDim / 2, zeroed: false)
     }
 
     /// Bytes held once every row is written.

@@ -116,7 +116,11 @@ public final class ReferenceForward {
         for l in 0..<c.numHiddenLayers {
             layer(l, rows: t, context: context, adapters: adapters, record: tape?.layers[l])
         }
-        if let tape { tape.output.pointer.update(from: x.pointer, count: t * d) }
+        if let tape {
+            tape.output.pointer.update(from: x.pointer, count: t * d)
+            tape.cosines.pointer.update(from: cosines.pointer, count: t * half)
+            tape.sines.pointer.update(from: sines.pointer, count: t * half)
+        }
         normalize(x.pointer, w.finalNorm.pointer, rows: t, into: normalizedOutput.pointer)
     }
 
