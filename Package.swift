@@ -14,7 +14,7 @@ let swiftFlags: [SwiftSetting] = [
 let package = Package(
     name: "LoRASwitch",
     products: [
-        .library(name: "LoRASwitch", targets: ["Kernels", "Formats", "Text", "Model", "Adapters"]),
+        .library(name: "LoRASwitch", targets: ["Kernels", "Formats", "Text", "Model", "Adapters", "Training"]),
         .executable(name: "loraswitch", targets: ["loraswitch"]),
     ],
     targets: [
@@ -26,6 +26,7 @@ let package = Package(
         .target(name: "Text", dependencies: ["Formats"], swiftSettings: swiftFlags),
         .target(name: "Model", dependencies: ["Kernels", "Formats", "Text"], swiftSettings: swiftFlags),
         .target(name: "Adapters", dependencies: ["Kernels", "Formats", "Model"], swiftSettings: swiftFlags),
+        .target(name: "Training", dependencies: ["Kernels", "Formats", "Text", "Model", "Adapters"], swiftSettings: swiftFlags),
         // The executable carries the Swift runtime and Foundation (-static-stdlib, at compile time too so that
         // Foundation's static module names the archives it needs): loading a dozen shared Swift libraries cost
         // ~7 MiB of resident memory per run. The libraries and tests link them dynamically as before.
@@ -45,6 +46,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "TestSupport"], swiftSettings: swiftFlags),
         .testTarget(name: "AdaptersTests", dependencies: ["Adapters", "TestSupport", "AllocationCounter"],
                     swiftSettings: swiftFlags),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"], swiftSettings: swiftFlags),
         .testTarget(name: "CLITests", dependencies: ["Model", "Adapters", "TestSupport"], swiftSettings: swiftFlags),
     ]
 )
