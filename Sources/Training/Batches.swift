@@ -15,8 +15,13 @@ public struct MicroBatch: Sendable, Equatable {
 
     public var rows: Int { tokens.count }
 
-    /// `examples` of `data`, packed in the order given.
-    public init(packing examples: [Int], of data: [TrainingExample]) {
+    /// `examples`, packed in the order given (`self.examples` numbers them 0, 1, ...).
+    public init(packing examples: [TrainingExample]) {
+        self.init(packing: Array(examples.indices), of: examples)
+    }
+
+    /// The examples of `data` at `examples` (valid indices: `Batches` draws them from its order), packed in order.
+    init(packing examples: [Int], of data: [TrainingExample]) {
         self.examples = examples
         tokens = []
         segments = []

@@ -19,7 +19,8 @@ import Text
 ///   transformers' `apply_chat_template(tokenize=True)` do): the template writes the BOS and turn tokens itself.
 /// - `input_ids`/`labels`: nothing is added.
 ///
-/// Blank lines (spaces, tabs and `\r` only) are skipped; every other line must be an example, and the first that is
+/// Lines end with `\n` or `\r\n`; a UTF-8 byte order mark at the start of the file is skipped, and so are blank
+/// lines (spaces, tabs and `\r` only); every other line must be an example, and the first that is
 /// not stops the load with a `TrainingDataError` naming the file and line. Keys other than the formats' are errors
 /// too (a misspelt key would otherwise be dropped in silence). Examples longer than `maxSequenceLength` are cut to
 /// their first `maxSequenceLength` tokens and counted in `truncated`; one with no labelled position left (every
@@ -71,7 +72,8 @@ public struct TrainingData: Sendable {
         var lines: [Int] = []
         var truncated = 0
         var lineNumber = 0
-        var start = 0
+        // A UTF-8 byte order mark (as some editors write) is not part of the first line.
+        var start = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
         while start < bytes.count {
             let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
             lineNumber += 1

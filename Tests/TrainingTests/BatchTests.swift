@@ -50,6 +50,9 @@ import Testing
         #expect(batch.labelledCount == 4)
         #expect(batch.labelledCount == [2, 0, 1].map { Self.examples[$0].labelledCount }.reduce(0, +))
         for s in batch.segments { #expect(batch.targets[s.upperBound - 1] == -100) }
+        let given = MicroBatch(packing: [2, 0, 1].map { Self.examples[$0] })
+        #expect(given.examples == [0, 1, 2])
+        #expect(given.tokens == batch.tokens && given.segments == batch.segments && given.targets == batch.targets)
     }
 
     /// 7 examples, 2 per micro-batch, 2 micro-batches per step: steps of 4 and 3 examples (the last kept smaller).

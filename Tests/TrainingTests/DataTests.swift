@@ -177,6 +177,8 @@ import Text
         #expect(data.examples.count == 2)
         #expect(data.lines == [3, 5])
         #expect(data.path == path)
+        let marked = try folder.write("bom.jsonl", [0xEF, 0xBB, 0xBF] + Array(#"{"input_ids": [1, 2], "labels": [1, 2]}"#.utf8))
+        #expect(try TrainingData.load(path: marked, tokenizer: nil, vocabularySize: 10, maxSequenceLength: 8).lines == [1])
     }
 
     @Test func textFormatsMixInOneFile() throws {
