@@ -17,10 +17,21 @@ public struct ChatFormatter: Sendable {
 
     /// The template's text for `messages`, ending with the assistant's turn opened when `addGenerationPrompt`.
     public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) throws -> String {
+        try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt, variables: specialTokens)
+    }
+
+    /// The same for messages given as values (keys beyond role and content, such as `tool_calls`, reach the
+    /// template).
+    public func render(messages: [TemplateValue], addGenerationPrompt: Bool) throws -> String {
+        try template.render(messages: .array(messages), addGenerationPrompt: addGenerationPrompt, variables: specialTokens)
+    }
+
+    /// `bos_token` and `eos_token` as the template sees them: the tokenizer's own.
+    private var specialTokens: [String: TemplateValue] {
         var variables: [String: TemplateValue] = [:]
         if let bos = tokenizer.bosToken.flatMap(tokenizer.piece) { variables["bos_token"] = .string(bos) }
         if let eos = tokenizer.eosToken.flatMap(tokenizer.piece) { variables["eos_token"] = .string(eos) }
-        return try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt, variables: variables)
+        return variables
     }
 
     public func tokens(for messages: [ChatMessage], addGenerationPrompt: Bool = true) throws -> [Int] {
