@@ -1,6 +1,6 @@
 /// SplitMix64 (Steele, Lea and Flood): a small, fast generator whose whole state is one word, so a sequence is
 /// reproduced from its seed — random benchmark weights, initial adapter weights, the order of training examples.
-public struct SplitMix: Sendable {
+public struct SplitMix: RandomNumberGenerator, Sendable {
     public private(set) var state: UInt64
 
     public init(seed: UInt64) { state = seed }

@@ -1,23 +1,9 @@
-/// SplitMix64 (Steele, Lea & Flood 2014; Vigna's splitmix64.c): a Weyl sequence through a 64-bit mixer. Small,
-/// the same on every machine, and easy to repeat in Python. (The CLI's benchmark has its own copy, `SplitMix`.)
-public struct SplitMix64: Sendable {
-    public var state: UInt64
-
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import Kernels
 
 /// The order in which an epoch visits the examples: a pure function of (count, seed, epoch), so a resumed run
 /// finds the order it left, and every example comes exactly once per epoch.
 public enum ExampleOrder {
-    /// A permutation of 0..<count. The generator is `SplitMix64(seed: seed ^ SplitMix64(seed: UInt64(epoch)).next())`
+    /// A permutation of 0..<count. The generator is `SplitMix(seed: seed ^ SplitMix(seed: UInt64(epoch)).next())`
     /// (epochs get unrelated streams, not shifted copies of one); the shuffle is Durstenfeld's Fisher–Yates from
     /// the top: for i = count-1 down to 1, j = next() % (i + 1), swap i and j (the modulo's bias is below
     /// count / 2^64). In Python:
@@ -27,8 +13,8 @@ public enum ExampleOrder {
     ///         j = next() % (i + 1); order[i], order[j] = order[j], order[i]
     public static func shuffled(count: Int, seed: UInt64, epoch: Int) -> [Int] {
         var order = Array(0..<max(count, 0))
-        var epochMix = SplitMix64(seed: UInt64(bitPattern: Int64(epoch)))
-        var generator = SplitMix64(seed: seed ^ epochMix.next())
+        var epochMix = SplitMix(seed: UInt64(bitPattern: Int64(epoch)))
+        var generator = SplitMix(seed: seed ^ epochMix.next())
         var i = order.count - 1
         while i > 0 {
             let j = Int(generator.next() % UInt64(i + 1))

@@ -68,7 +68,6 @@ func prefillFLOPs(_ c: ModelConfiguration, tokens t: Int) -> Double {
     return projections + attention + 2 * Double(c.vocabSize) * Double(c.hiddenSize)
 }
 
-/// SplitMix64: the benchmark's token ids.
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
 func median(_ values: [Double]) -> Double {
