@@ -14,6 +14,14 @@ import Model
 public enum AdapterWriter {
     public static func write(_ parameters: AdapterParameters, model: LanguageModel, to folder: String,
                              auxCoefficient: Float = 0, baseName: String? = nil) throws {
+        try writeFolder(folder) { temporary in
+            try writeFiles(parameters, model: model, into: temporary, auxCoefficient: auxCoefficient, baseName: baseName)
+        }
+    }
+
+    /// adapter_config.json and adapter_model.safetensors into an existing folder.
+    static func writeFiles(_ parameters: AdapterParameters, model: LanguageModel, into folder: String,
+                           auxCoefficient: Float, baseName: String?) throws {
         let shape = parameters.shape, c = model.configuration
         let interleaved = model.weights.rope.layout == .interleaved
         var tensors: [TensorBytes] = [], kept: [FloatBuffer] = []
@@ -47,12 +55,10 @@ public enum AdapterWriter {
             if shape.kind == .moeToken { config["router_layer"] = shape.routerLayer }
         }
         let json = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+        try json.write(to: URL(fileURLWithPath: (folder as NSString).appendingPathComponent("adapter_config.json")))
         try withExtendedLifetime(kept) {
-        try writeFolder(folder) { temporary in
-            try json.write(to: URL(fileURLWithPath: (temporary as NSString).appendingPathComponent("adapter_config.json")))
             try SafetensorsWriter.write(tensors, metadata: ["format": "pt"],
-                                        to: (temporary as NSString).appendingPathComponent("adapter_model.safetensors"))
-        }
+                                        to: (folder as NSString).appendingPathComponent("adapter_model.safetensors"))
         }
     }
 
