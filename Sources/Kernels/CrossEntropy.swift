@@ -27,17 +27,11 @@ public func crossEntropy(_ logits: UnsafeMutablePointer<Float>, vocab: Int, targ
         }
         precondition(target < vocab, "target \(target) outside the vocabulary of \(vocab)")
         let labelled = z[target]
-        let (maximum, sum) = exponentiate(z, count: vocab) // z ← e^(z − max)
+        let maximum = rowMaximum(z, count: vocab)
+        let sum = exponentiateRow(z, count: vocab, shift: maximum) // z ← e^(z − max)
         loss += Double(maximum) + log(Double(sum)) - Double(labelled)
         count += 1
-        let factor = gradientScale / sum
-        let f = SIMD16<Float>(repeating: factor)
-        var i = 0
-        while i + 16 <= vocab {
-            UnsafeMutableRawPointer(z + i).storeBytes(of: load16(z, i) * f, as: SIMD16<Float>.self)
-            i += 16
-        }
-        while i < vocab { z[i] *= factor; i += 1 }
+        scaleRow(z, count: vocab, by: gradientScale / sum)
         z[target] -= gradientScale
     }
     return (loss, count)
