@@ -9,7 +9,8 @@ import CBLAS
 /// (about 256 KB, so that it stays in L2; at least 16 rows), which also covers `matvecScratchCount`.
 public func matmulScratchCount(cols: Int) -> Int { max(1 << 16, 16 * cols, matvecScratchCount(cols: cols)) }
 
-private let singleThreadedBLAS: Void = { openblas_set_num_threads(1) }()
+/// Touched before every OpenBLAS call: OpenBLAS runs on the calling thread only (set once per process).
+let singleThreadedBLAS: Void = { openblas_set_num_threads(1) }()
 
 /// Rows of W dequantized per tile: as many as fit in `matmulScratchCount(cols:)`, a multiple of 16.
 @inline(__always)

@@ -62,4 +62,28 @@ public struct Rope: Sendable {
             }
         }
     }
+
+    /// The backward pass of `rotate`: rotates each pair by the opposite angle (the rotation's transpose is its
+    /// inverse), turning ∂L/∂(rotated) into ∂L/∂(unrotated) in place. Same arguments as `rotate`.
+    public func rotateBackward(_ x: UnsafeMutablePointer<Float>, heads: Int,
+                               cos c: UnsafePointer<Float>, sin s: UnsafePointer<Float>) {
+        let half = dimensions / 2
+        for h in 0..<heads {
+            let v = x + h * dimensions
+            switch layout {
+            case .halves:
+                for i in 0..<half {
+                    let a = v[i], b = v[i + half]
+                    v[i] = a * c[i] + b * s[i]
+                    v[i + half] = b * c[i] - a * s[i]
+                }
+            case .interleaved:
+                for i in 0..<half {
+                    let a = v[2 * i], b = v[2 * i + 1]
+                    v[2 * i] = a * c[i] + b * s[i]
+                    v[2 * i + 1] = b * c[i] - a * s[i]
+                }
+            }
+        }
+    }
 }

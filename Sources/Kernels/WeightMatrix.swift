@@ -37,4 +37,21 @@ public struct WeightMatrix: @unchecked Sendable {
     public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
         dequantize(row(r), dtype: dtype, count: cols, into: out)
     }
+
+    /// Elements `columns` of row r as float32 into `out` [columns.count]. `columns.lowerBound` is a multiple of
+    /// `dtype.blockElements` (a block boundary); the range may end inside a block.
+    public func dequantizeRow(_ r: Int, columns: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        let block = dtype.blockElements
+        precondition(columns.lowerBound % block == 0 && columns.upperBound <= cols, "columns start at a block boundary")
+        let start = row(r) + columns.lowerBound / block * dtype.blockBytes
+        let whole = columns.count / block * block
+        dequantize(start, dtype: dtype, count: whole, into: out)
+        guard whole < columns.count else { return }
+        var tail = SIMD32<Float>()
+        withUnsafeMutableBytes(of: &tail) { raw in
+            let t = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+            dequantizeBlock(start + whole / block * dtype.blockBytes, dtype: dtype, into: t)
+            out.advanced(by: whole).update(from: t, count: columns.count - whole)
+        }
+    }
 }
