@@ -17,8 +17,10 @@ public enum AdapterStrategy: String, CaseIterable, Sendable {
 }
 
 extension Adapter {
-    /// The adapter's runtime for `session` under `strategy` (`auto` resolved by the cost model).
-    public func runtime(_ strategy: AdapterStrategy, for session: InferenceSession) throws -> ForwardAdapters {
+    /// The adapter's runtime for `session` under `strategy` (`auto` resolved by the cost model with `machine`'s
+    /// figures).
+    public func runtime(_ strategy: AdapterStrategy, for session: InferenceSession,
+                        machine: MachineFigures = .defaults) throws -> ForwardAdapters {
         let c = session.model.configuration
         switch strategy {
         case .reference:
@@ -29,7 +31,7 @@ extension Adapter {
         case .merged, .mergedInPlace:
             return try MergedAdapters(adapter: self, session: session, inPlace: strategy == .mergedInPlace)
         case .auto:
-            return try runtime(AutoStrategy(adapter: self, model: session.model).choice, for: session)
+            return try runtime(AutoStrategy(adapter: self, model: session.model, machine: machine).choice, for: session)
         }
     }
 }
