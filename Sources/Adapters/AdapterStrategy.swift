@@ -18,8 +18,10 @@ public enum AdapterStrategy: String, CaseIterable, Sendable {
 }
 
 extension Adapter {
-    /// The adapter's runtime for `session` under `strategy` (`auto` resolved by the cost model).
-    public func runtime(_ strategy: AdapterStrategy, for session: InferenceSession) throws -> SessionAdapters {
+    /// The adapter's runtime for `session` under `strategy` (`auto` resolved by the cost model with `machine`'s
+    /// figures).
+    public func runtime(_ strategy: AdapterStrategy, for session: InferenceSession,
+                        machine: MachineFigures = .defaults) throws -> SessionAdapters {
         switch strategy {
         case .reference:
             return .reference(try ReferenceAdapters(adapter: self, model: session.model, threads: session.pool.threadCount,
@@ -29,7 +31,7 @@ extension Adapter {
         case .merged, .mergedInPlace:
             return .fused(try MergedAdapters(adapter: self, session: session, inPlace: strategy == .mergedInPlace))
         case .auto:
-            return try runtime(AutoStrategy(adapter: self, model: session.model).choice, for: session)
+            return try runtime(AutoStrategy(adapter: self, model: session.model, machine: machine).choice, for: session)
         }
     }
 }

@@ -67,6 +67,50 @@ public func measureSgemmGFLOPS(pool: ThreadPool, n: Int = 1024, repeats: Int = 3
     return 2 * Double(n) * Double(n) * Double(n) / best / 1e9
 }
 
+/// What the `auto` strategy's cost model needs to know of the machine: read bandwidth and sgemm rate, and where
+/// the figures came from (so that whoever prints a decision can say what it rested on).
+public struct MachineFigures: Sendable, Equatable {
+    /// Where the figures came from.
+    public enum Source: String, Sendable {
+        case measured = "measured in this run"
+        case probed = "probed now"
+        case cachedProbe = "cached probe"
+        case defaults = "default constants"
+    }
+
+    /// Read bandwidth, bytes/s.
+    public var bandwidth: Double
+    /// sgemm rate, FLOP/s.
+    public var flops: Double
+    public var source: Source
+
+    public init(bandwidth: Double, flops: Double, source: Source) {
+        self.bandwidth = bandwidth
+        self.flops = flops
+        self.source = source
+    }
+
+    /// Figures of a 2-core machine as `loraswitch bench` measured it, for when nothing better is known.
+    public static let defaults = MachineFigures(bandwidth: 30e9, flops: 150e9, source: .defaults)
+
+    /// A quick measurement (~0.2 s): read bandwidth over 128 MB, best of 5 passes, and sgemm at n = 1024, best of
+    /// 2. Smaller and shorter than `loraswitch bench`'s, so a little less steady; `source` is `.probed`.
+    public static func probe(pool: ThreadPool) -> MachineFigures {
+        MachineFigures(bandwidth: measureReadBandwidth(pool: pool, bytes: 1 << 27, repeats: 5) * 1e9,
+                       flops: measureSgemmGFLOPS(pool: pool, n: 1024, repeats: 2) * 1e9, source: .probed)
+    }
+
+    /// "31.2 GB/s and 150 GFLOP/s (measured in this run)".
+    public var summary: String {
+        "\(Self.format(bandwidth / 1e9)) GB/s and \(Self.format(flops / 1e9)) GFLOP/s (\(source.rawValue))"
+    }
+
+    private static func format(_ value: Double) -> String {
+        guard value < 1e15 else { return String(value) }
+        return value >= 100 ? String(Int(value.rounded())) : String((value * 10).rounded() / 10)
+    }
+}
+
 /// Nanoseconds of the monotonic clock.
 public func monotonicNanoseconds() -> UInt64 {
     var t = timespec()

@@ -8,7 +8,9 @@ struct AdapterArguments {
     static let usage = """
       --adapter PATH[:W]    a PEFT LoRA or MoE-LoRA folder, or a llama.cpp GGUF LoRA; repeat for several LoRAs,
                             each update scaled by W (default 1)
-      --strategy S          auto|reference|fused|merged|merged-inplace (default auto)
+      --strategy S          auto|reference|fused|merged|merged-inplace (default auto; for token routing on float
+                            weights auto weighs the machine's bandwidth and sgemm rate, probed once and kept in
+                            $XDG_CACHE_HOME/loraswitch/machine.json)
       --show-routing        print the experts chosen for each token (MoE-LoRA with token routing)
     """
 
@@ -38,11 +40,25 @@ struct AdapterArguments {
     }
 
     /// Loads the adapters and attaches their runtime to `session` (nothing without --adapter). With --show-routing,
-    /// `observer` gets each token's decision with its position in the sequence.
-    func attach(to session: InferenceSession, routing observer: ((Int, [Int], [Float]) -> Void)? = nil) throws {
+    /// `observer` gets each token's decision with its position in the sequence. Under `auto`, when the choice depends
+    /// on the machine, its figures come from the cache (`MachineCache`, probed on first use); `report` gets auto's
+    /// choice and what it rested on.
+    func attach(to session: InferenceSession, routing observer: ((Int, [Int], [Float]) -> Void)? = nil,
+                report: ((String) -> Void)? = nil) throws {
         guard !specs.isEmpty else { return }
         let adapter = try Adapter.load(specs, model: session.model)
-        let runtime = try adapter.runtime(strategy, for: session)
+        var resolved = strategy
+        if strategy == .auto {
+            var auto = AutoStrategy(adapter: adapter, model: session.model)
+            if auto.usesMachine {
+                let (figures, problem) = MachineCache().figures(pool: session.pool)
+                if let problem { report?(problem) }
+                auto = AutoStrategy(adapter: adapter, model: session.model, machine: figures)
+            }
+            report?(auto.summary)
+            resolved = auto.choice
+        }
+        let runtime = try adapter.runtime(resolved, for: session)
         if showRouting, let observer {
             guard case .token = adapter.routing else {
                 throw UsageError("--show-routing needs a MoE-LoRA adapter with token routing")

@@ -11,7 +11,7 @@ struct BenchCommand: Command {
     static let summary = "measure prefill and decode speed (bare and with adapters) against the machine's bandwidth"
     static let usage = """
     [--config tiny|smollm2-135m|tinyllama-1.1b] [--dtype f32|f16|bf16|q8_0|q4_0|q4_1] [--model PATH]
-                           [--prompt N] [--tokens N] [--threads N] [--json FILE]
+                           [--prompt N] [--tokens N] [--rounds R] [--threads N] [--json FILE]
                            [--experts N --top-k K --rank R [--targets all|attention|mlp|q,v,...] [--rows a,b,...]
                             [--strategy S] [--switches N]]
       --config   model shape built with random weights (default smollm2-135m)
@@ -19,6 +19,9 @@ struct BenchCommand: Command {
       --model    measure a model file or folder instead of a random model
       --prompt   prompt tokens for the prefill measurement (default 128)
       --tokens   decoded tokens for the decode measurement (default 64)
+      --rounds   rounds the decoded tokens are split into, every row's round r running before any row's round
+                 r+1; rows report the median across rounds and its min–max (default 5, fewer when --tokens is
+                 under 10: a round needs two tokens, one with and one without the adapter)
       --threads  threads (default: one per core)
       --json     also write the figures to FILE
       --experts  add adapter rows: random LoRA and MoE-LoRA adapters with this many experts (top-k 2, rank 16,
@@ -41,6 +44,7 @@ struct BenchCommand: Command {
     let modelPath: String?
     let promptTokens: Int
     let decodeTokens: Int
+    let rounds: Int
     let threads: Int
     let jsonPath: String?
     let experts: Int?
@@ -56,6 +60,7 @@ struct BenchCommand: Command {
         modelPath = try arguments.option("model")
         promptTokens = try arguments.integer("prompt", in: 1...1_000_000) ?? 128
         decodeTokens = try arguments.integer("tokens", in: 1...1_000_000) ?? 64
+        let explicitRounds = try arguments.integer("rounds", in: 1...1_000_000)
         threads = try arguments.integer("threads", in: 1...256) ?? defaultThreadCount
         jsonPath = try arguments.option("json")
         experts = try arguments.integer("experts", in: 1...256)
@@ -77,6 +82,12 @@ struct BenchCommand: Command {
         switches = try arguments.integer("switches", in: 1...1_000_000)
         if switches != nil && experts == nil { throw UsageError("--switches goes with --experts") }
         if let experts, topK > experts { throw UsageError("--top-k (\(topK)) exceeds --experts (\(experts))") }
+        // Adapter rows alternate tokens with and without the adapter: a round needs one of each.
+        let perRound = experts == nil ? 1 : 2
+        if let explicitRounds, explicitRounds * perRound > decodeTokens {
+            throw UsageError("--rounds \(explicitRounds) needs --tokens ≥ \(explicitRounds * perRound) (\(perRound) a round), not \(decodeTokens)")
+        }
+        rounds = explicitRounds ?? max(1, min(5, decodeTokens / perRound))
     }
 
     static func parseTargets(_ list: String) throws -> [LayerTensor] {
@@ -98,19 +109,7 @@ struct BenchCommand: Command {
     func run() throws {
         let progress = Progress()
         let pool = ThreadPool(threads: threads)
-        let model: LanguageModel
-        let configName: String, dtypeName: String
-        if let modelPath {
-            progress.say("loading \(modelPath)")
-            model = try LanguageModel.load(path: modelPath)
-            configName = ((modelPath as NSString).lastPathComponent as NSString).deletingPathExtension
-            dtypeName = model.weights.layers.first.map { $0.q.weight.dtype.rawValue } ?? "?"
-        } else {
-            progress.say("building \(shape.rawValue) with random \(dtype) weights")
-            model = try LanguageModel.random(configuration: shape.configuration, dtype: dtype, pool: pool)
-            configName = shape.rawValue
-            dtypeName = dtype.rawValue
-        }
+        let (model, configName, dtypeName) = try loadModel(pool: pool, progress: progress)
         let c = model.configuration
         let capacity = promptTokens + decodeTokens
         guard capacity <= c.maxPositionEmbeddings else {
@@ -123,111 +122,124 @@ struct BenchCommand: Command {
         let kvBytes = Int(2 * Double(c.numHiddenLayers * c.keyValueDimension * 4) * (Double(promptTokens) + Double(decodeTokens) / 2))
         let backboneBytes = model.weights.bytesPerToken + kvBytes
 
-        /// Prefill (best of two) and decode (median ms/token) with `adapters` attached. With `paired`, decoded
-        /// tokens alternate with and without the adapters, so that the ratio to the backbone compares the same
-        /// minutes of a machine whose bandwidth drifts (the KV cache's contents do not change the work).
-        func measure(_ name: String, _ adapters: SessionAdapters?, paired: Bool = false, adapterBytes: Int?) throws -> BenchRow {
-            session.adapters = adapters
-            defer { session.adapters = nil }
-            progress.say("\(name): prefill of \(promptTokens) tokens")
-            var prefillSeconds = Double.infinity
-            for _ in 0..<2 {
-                session.reset()
-                let start = now()
-                try session.prefill(prompt)
-                prefillSeconds = min(prefillSeconds, now() - start)
-            }
-            var times: [Double] = [], bare: [Double] = []
-            times.reserveCapacity(decodeTokens)
-            bare.reserveCapacity(decodeTokens)
-            let label = "\(name): decode"
-            for (i, token) in followers.enumerated() {
-                let with = !paired || i % 2 == 0
-                session.adapters = with ? adapters : nil
-                let start = now()
-                _ = try session.decode(token)
-                if with { times.append(now() - start) } else { bare.append(now() - start) }
-                progress.update(label, done: i + 1, of: decodeTokens)
-            }
-            let ms = median(times) * 1000
-            let bytes = backboneBytes + (adapterBytes ?? 0)
-            var row = BenchRow(name: name, config: configName, dtype: dtypeName, decodeMsPerToken: ms,
-                               prefillTokensPerSecond: Double(promptTokens) / prefillSeconds, bytesPerToken: bytes,
-                               gbs: Double(bytes) / (ms / 1000) / 1e9, adapterBytesPerToken: adapterBytes)
-            if paired { row.ratioVsBackbone = ms / (median(bare) * 1000) }
-            return row
-        }
-
         // The read bandwidth of shared hosts drifts from minute to minute, so it is measured right before and right
-        // after the rows and the higher figure is the reference. The probe's buffer is freed again and the
-        // peak-memory mark reset around it, so that the peak reported is the model's.
+        // after the rows and the higher figure is the reference; `auto` decides with the figures from before. The
+        // probe's buffer is freed again and the peak-memory mark reset around it, so that the peak is the model's.
         var peak = peakResidentBytes()
-        progress.say("measuring the machine's read bandwidth")
-        let bandwidthBefore = measureReadBandwidth(pool: pool)
+        progress.say("measuring the machine's read bandwidth and sgemm rate")
+        let before = (bandwidth: measureReadBandwidth(pool: pool), gflops: measureSgemmGFLOPS(pool: pool))
         resetPeakResident()
+        let machine = MachineFigures(bandwidth: before.bandwidth * 1e9, flops: before.gflops * 1e9, source: .measured)
 
-        var results = [try measure("backbone", nil, adapterBytes: nil)]
-        var notes: [String] = []
+        var plans = [BenchPlan.backbone()]
+        var notes: [String] = [], auto: AutoStrategy?, token: Adapter?
         if let experts {
-            let adapterType: DType = dtype.isQuantized || modelPath != nil && model.weights.layers[0].q.weight.dtype.isQuantized
-                ? .f16 : (modelPath == nil ? dtype : model.weights.layers[0].q.weight.dtype)
-            progress.say("building random adapters (\(experts) experts, top-\(topK), rank \(rank))")
-            let lora = try Adapter.random(.lora, model: model, rank: rank, targets: targets, dtype: adapterType)
-            let layer = try Adapter.random(.mixture(routing: "layer", experts: experts, topK: topK), model: model, rank: rank,
-                                           targets: targets, dtype: adapterType)
-            let token = try Adapter.random(.mixture(routing: "token", experts: experts, topK: topK), model: model, rank: rank,
-                                           targets: targets, dtype: adapterType)
-            let adapters = ["lora": lora, "layer": layer, "token": token]
-            let plan = Self.adapterPlan.map { item in
-                (item.row, item.row == "auto" ? token : adapters[String(item.row.prefix { $0 != "-" })]!, item.strategy)
-            }
-            for (name, adapter, strategy) in plan where rows.contains(name) {
-                do {
-                    let runtime = try adapter.runtime(strategy, for: session)
-                    results.append(try measure(name, runtime, paired: true,
-                                               adapterBytes: strategy == .merged && name == "lora-merged" ? 0 : adapter.bytesPerToken))
-                } catch let error as AdapterError {
-                    var row = BenchRow(name: name, config: configName, dtype: dtypeName, decodeMsPerToken: 0,
-                                       prefillTokensPerSecond: 0, bytesPerToken: 0, gbs: 0)
-                    row.skipped = error.localizedDescription
-                    results.append(row)
-                }
-            }
-            if let switches {
-                notes += try measureDrift(session: session, adapter: token, switches: switches, progress: progress)
-            }
-            let auto = AutoStrategy(adapter: token, model: model)
-            notes.append("vs backbone: decoded tokens alternate with and without the adapter, so both halves see the same minutes")
-            notes.append("auto chose \(auto.choice.rawValue): \(auto.reason)")
-            notes.append("adapters: \(experts) experts, top-\(topK), rank \(rank), \(adapterType) on \(targets.map(\.rawValue).joined(separator: ",")); adapter/backbone bytes per token \(fmt(100 * Double(token.bytesPerToken) / Double(model.weights.bytesPerToken), 1))% (token routing), \(fmt(100 * Double(lora.bytesPerToken) / Double(model.weights.bytesPerToken), 1))% (LoRA)")
+            let adapters = try randomAdapters(model: model, experts: experts, progress: progress)
+            plans += adapterPlans(adapters, session: session, machine: machine)
+            auto = AutoStrategy(adapter: adapters.token, model: model, machine: machine)
+            token = adapters.token
+            notes.append("vs backbone: in every round decoded tokens alternate with and without the adapter, so both halves see the same minutes")
+            notes.append("adapters: \(experts) experts, top-\(topK), rank \(rank), \(adapters.dtype) on \(targets.map(\.rawValue).joined(separator: ",")); adapter/backbone bytes per token \(fmt(100 * Double(adapters.token.bytesPerToken) / Double(model.weights.bytesPerToken), 1))% (token routing), \(fmt(100 * Double(adapters.lora.bytesPerToken) / Double(model.weights.bytesPerToken), 1))% (LoRA)")
+        }
+        let measurements = try BenchRounds(session: session, prompt: prompt, followers: followers, rounds: rounds,
+                                           progress: progress).run(plans)
+        let results = zip(plans, measurements).map { plan, measurement in
+            measurement.row(plan, config: configName, dtype: dtypeName, promptTokens: promptTokens, backboneBytes: backboneBytes)
+        }
+        for row in results {
+            guard let rate = row.switchRate, let bytes = row.switchBytes else { continue }
+            let kind = row.name.hasSuffix("inplace") ? "reads and writes the copies and reads the old and the new selection's factors"
+                : "reads the base matrices and the selection's factors, writes the copies"
+            notes.append("\(row.name): switch rate \(fmt(rate, 3)) (measured) × \(fmt(Double(bytes) / 1e6, 0)) MB a switch (modelled: \(kind))")
+        }
+        if let auto { notes.append(auto.summary) }
+        if let switches, let token {
+            notes += try measureDrift(session: session, adapter: token, switches: switches, progress: progress)
         }
         peak = max(peak, peakResidentBytes())
 
         progress.say("measuring the machine's read bandwidth and sgemm rate")
-        let bandwidthAfter = measureReadBandwidth(pool: pool)
-        let bandwidth = max(bandwidthBefore, bandwidthAfter)
-        let gflops = measureSgemmGFLOPS(pool: pool)
+        let after = (bandwidth: measureReadBandwidth(pool: pool), gflops: measureSgemmGFLOPS(pool: pool))
         progress.finish()
-
-        let backbone = results[0]
-        let prefillGFLOPS = prefillFLOPs(c, tokens: promptTokens) * backbone.prefillTokensPerSecond / Double(promptTokens) / 1e9
-        print("machine: read bandwidth \(fmt(bandwidth, 1)) GB/s (before/after: \(fmt(bandwidthBefore, 1))/\(fmt(bandwidthAfter, 1))), sgemm \(fmt(gflops, 0)) GFLOP/s (n=1024), \(threads) threads")
-        print("model:   \(configName) \(dtypeName), \(fmt(Double(model.parameterCount) / 1e6, 1)) M parameters, \(fmt(Double(model.weights.bytesPerToken) / 1e6, 1)) MB of weights read per token")
-        print("prompt \(promptTokens) tokens, decode \(decodeTokens) tokens")
-        print("")
-        print(BenchRow.header)
-        for row in results { print(row.line(bandwidth: bandwidth)) }
-        print("")
-        print("backbone decode reaches \(fmt(100 * backbone.gbs / bandwidth, 1))% of the measured read bandwidth; prefill runs at \(fmt(prefillGFLOPS, 0)) GFLOP/s (\(fmt(100 * prefillGFLOPS / gflops, 0))% of sgemm)")
-        for note in notes { print(note) }
-        print("peak resident memory: \(fmt(Double(peak) / 1_048_576, 1)) MiB")
-
+        let report = BenchReport(
+            machine: .init(read_gbs: max(before.bandwidth, after.bandwidth), read_gbs_before: before.bandwidth,
+                           read_gbs_after: after.bandwidth, sgemm_gflops: max(before.gflops, after.gflops),
+                           sgemm_gflops_before: before.gflops, sgemm_gflops_after: after.gflops, threads: threads),
+            config: configName, dtype: dtypeName, rounds: rounds, rows: results, peak_resident_bytes: peak,
+            auto: auto.map { a in
+                .init(choice: a.choice.rawValue, reason: a.reason, read_gbs: a.usesMachine ? a.machine.bandwidth / 1e9 : nil,
+                      sgemm_gflops: a.usesMachine ? a.machine.flops / 1e9 : nil, figures: a.usesMachine ? a.machine.source.rawValue : nil)
+            })
+        printReport(report, model: model, notes: notes)
         if let jsonPath {
-            let report = BenchReport(machine: .init(read_gbs: bandwidth, sgemm_gflops: gflops, threads: threads),
-                                     config: configName, dtype: dtypeName, rows: results, peak_resident_bytes: peak)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(report).write(to: URL(fileURLWithPath: jsonPath), options: .atomic)
         }
+    }
+
+    /// The model to measure: `--model`'s file, or `--config`'s shape with random `--dtype` weights; with the names
+    /// the report gives them.
+    private func loadModel(pool: ThreadPool, progress: Progress) throws -> (LanguageModel, config: String, dtype: String) {
+        if let modelPath {
+            progress.say("loading \(modelPath)")
+            let model = try LanguageModel.load(path: modelPath)
+            return (model, ((modelPath as NSString).lastPathComponent as NSString).deletingPathExtension,
+                    model.weights.layers.first.map { $0.q.weight.dtype.rawValue } ?? "?")
+        }
+        progress.say("building \(shape.rawValue) with random \(dtype) weights")
+        return (try LanguageModel.random(configuration: shape.configuration, dtype: dtype, pool: pool), shape.rawValue, dtype.rawValue)
+    }
+
+    /// The random adapters of the rows, stored in the model's float type (f16 for a quantized model).
+    private func randomAdapters(model: LanguageModel, experts: Int, progress: Progress) throws
+        -> (lora: Adapter, layer: Adapter, token: Adapter, dtype: DType) {
+        let weights = model.weights.layers[0].q.weight.dtype
+        let adapterType: DType = weights.isQuantized ? .f16 : weights
+        progress.say("building random adapters (\(experts) experts, top-\(topK), rank \(rank))")
+        let lora = try Adapter.random(.lora, model: model, rank: rank, targets: targets, dtype: adapterType)
+        let layer = try Adapter.random(.mixture(routing: "layer", experts: experts, topK: topK), model: model, rank: rank,
+                                       targets: targets, dtype: adapterType)
+        let token = try Adapter.random(.mixture(routing: "token", experts: experts, topK: topK), model: model, rank: rank,
+                                       targets: targets, dtype: adapterType)
+        return (lora, layer, token, adapterType)
+    }
+
+    /// The selected adapter rows: each makes its runtime (`auto` with the machine's figures measured in this run)
+    /// and models its traffic from what the strategy (auto's choice for `auto`) does per token.
+    private func adapterPlans(_ adapters: (lora: Adapter, layer: Adapter, token: Adapter, dtype: DType),
+                              session: InferenceSession, machine: MachineFigures) -> [BenchPlan] {
+        Self.adapterPlan.filter { rows.contains($0.row) }.map { name, strategy in
+            let adapter = name.hasPrefix("lora") ? adapters.lora : name.hasPrefix("layer") ? adapters.layer : adapters.token
+            let resolved = strategy == .auto ? AutoStrategy(adapter: adapter, model: session.model, machine: machine).choice : strategy
+            let traffic: BenchPlan.Traffic
+            switch (resolved, adapter.routing) {
+            case (.merged, .fixed), (.mergedInPlace, .fixed):
+                traffic = .perToken(0)
+            case (.merged, .token), (.mergedInPlace, .token):
+                traffic = .switches(router: adapter.tokenRouter?.byteCount ?? 0,
+                                    perSwitch: SwitchCost(adapter: adapter, model: session.model).bytes(inPlace: resolved == .mergedInPlace))
+            default:
+                traffic = .perToken(adapter.bytesPerToken)
+            }
+            return BenchPlan(name: name, make: { try adapter.runtime(resolved, for: session) }, traffic: traffic)
+        }
+    }
+
+    private func printReport(_ report: BenchReport, model: LanguageModel, notes: [String]) {
+        let m = report.machine, c = model.configuration
+        let backbone = report.rows[0]
+        let prefillGFLOPS = prefillFLOPs(c, tokens: promptTokens) * backbone.prefillTokensPerSecond / Double(promptTokens) / 1e9
+        print("machine: read bandwidth \(fmt(m.read_gbs, 1)) GB/s (before/after: \(fmt(m.read_gbs_before, 1))/\(fmt(m.read_gbs_after, 1))), sgemm \(fmt(m.sgemm_gflops, 0)) GFLOP/s (n=1024, before/after: \(fmt(m.sgemm_gflops_before, 0))/\(fmt(m.sgemm_gflops_after, 0))), \(threads) threads")
+        print("model:   \(report.config) \(report.dtype), \(fmt(Double(model.parameterCount) / 1e6, 1)) M parameters, \(fmt(Double(model.weights.bytesPerToken) / 1e6, 1)) MB of weights read per token")
+        print("prompt \(promptTokens) tokens, decode \(decodeTokens) tokens in \(rounds) rounds (every row's round r before any row's round r+1)")
+        print("")
+        print(BenchRow.header)
+        for row in report.rows { print(row.line(bandwidth: m.read_gbs)) }
+        print("")
+        for line in BenchRow.legend { print(line) }
+        print("backbone decode: its modelled bytes over its measured time make \(fmt(100 * backbone.gbs / m.read_gbs, 1))% of the measured read bandwidth; prefill: modelled FLOPs over measured time make \(fmt(prefillGFLOPS, 0)) GFLOP/s (\(fmt(100 * prefillGFLOPS / m.sgemm_gflops, 0))% of sgemm)")
+        for note in notes { print(note) }
+        print("peak resident memory: \(fmt(Double(report.peak_resident_bytes) / 1_048_576, 1)) MiB")
     }
 }

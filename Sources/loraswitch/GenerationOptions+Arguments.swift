@@ -18,7 +18,8 @@ struct GenerationArguments {
       --stop TEXT           stop when the text appears (repeatable)
       --context N           KV cache positions (default: the model's context, at most 4096)
       --threads N           threads (default: one per core)
-      --stats               print prompt tokens, prefill tokens/s and decode ms/token
+      --stats               print prompt tokens, prefill tokens/s and decode ms/token (and, under --strategy
+                            auto, what auto chose and the machine figures it used)
     """ + "\n" + AdapterArguments.usage
 
     var modelPath: String
@@ -66,7 +67,7 @@ struct GenerationArguments {
         try adapters.attach(to: session, routing: { position, experts, gates in
             let gateText = gates.map { fmt(Double($0), 2) }.joined(separator: ",")
             printError("[routing] position \(position): experts \(experts.map(String.init).joined(separator: ",")) gates \(gateText)")
-        })
+        }, report: stats ? { printError($0) } : nil)
         return TextGenerator(session: session, tokenizer: tokenizer)
     }
 }

@@ -55,6 +55,38 @@ struct AdapterCLITests {
         #expect(routing.allSatisfy { $0.contains("experts ") && $0.contains("gates ") })
     }
 
+    @Test func autoSaysWhatItChoseWithWhichFigures() throws {
+        // Token routing on float weights: auto weighs the machine's figures, probed once and then read from the cache.
+        let cache = folder.file("cache")
+        let arguments = ["generate", "--model", modelPath("llama-f32.gguf"), "--prompt", "hello", "--max-tokens", "2",
+                         "--temperature", "0", "--adapter", adapterPath("moe-token-top2-q4"), "--stats"]
+        let first = try runLoraswitch(arguments, environment: ["XDG_CACHE_HOME": cache])
+        #expect(first.status == 0, "\(first)")
+        let probed = try #require(first.stderrLines.first { $0.hasPrefix("auto chose ") }, "\(first.stderr)")
+        #expect(probed.contains(" GB/s and ") && probed.hasSuffix(" GFLOP/s (probed now)"), "\(probed)")
+        let file = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: cache + "/loraswitch/machine.json"))) as? [String: Any])
+        let machines = try #require(file["machines"] as? [String: [String: Any]])
+        #expect(machines.count == 1 && machines.values.first?["read_gbs"] is Double && machines.keys.first?.contains(" threads") == true, "\(file)")
+        let second = try runLoraswitch(arguments, environment: ["XDG_CACHE_HOME": cache])
+        #expect(second.stderrLines.first { $0.hasPrefix("auto chose ") }?.hasSuffix("(cached probe)") == true, "\(second.stderr)")
+        // A cache that is not one is probed over.
+        try "not json".write(toFile: cache + "/loraswitch/machine.json", atomically: true, encoding: .utf8)
+        let third = try runLoraswitch(arguments, environment: ["XDG_CACHE_HOME": cache])
+        #expect(third.stderrLines.first { $0.hasPrefix("auto chose ") }?.hasSuffix("(probed now)") == true, "\(third.stderr)")
+        // Without --stats, nothing is said.
+        let quiet = try runLoraswitch(Array(arguments.dropLast()), environment: ["XDG_CACHE_HOME": cache])
+        #expect(quiet.status == 0 && quiet.stderr.isEmpty, "\(quiet)")
+
+        // Quantized weights: fused whatever the machine, and nothing probed.
+        let bare = folder.file("bare-cache")
+        let quantized = try runLoraswitch(["generate", "--model", modelPath("llama-q4_1.gguf"), "--prompt", "hello", "--max-tokens", "2",
+                                           "--temperature", "0", "--adapter", adapterPath("moe-token-top2-q4"), "--stats"],
+                                          environment: ["XDG_CACHE_HOME": bare])
+        #expect(quantized.stderrLines.contains("auto chose fused: quantized weights cannot be merged (no machine figures needed)"),
+                "\(quantized.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: bare + "/loraswitch/machine.json"))
+    }
+
     @Test func optionMistakesAreUsageErrors() throws {
         let base = ["logits", "--model", modelPath("llama-gqa"), "--tokens", "1,2", "--out", folder.file("x.safetensors")]
         for extra in [["--strategy", "fused"], ["--show-routing"], ["--adapter", adapterPath("lora-basic"), "--strategy", "fast"],
@@ -165,25 +197,92 @@ struct AdapterCLITests {
 
 @Suite("loraswitch bench with adapters")
 struct BenchCLITests {
-    @Test func adapterRowsUnderOneStrategy() throws {
+    /// `bench --config tiny --prompt 4 --experts 4 --rank 4 …` with `arguments`: the result and the JSON report.
+    private func bench(_ arguments: [String]) throws -> (RunResult, [String: Any]) {
         let folder = try TemporaryFolder()
         let json = folder.file("bench.json")
-        let result = try runLoraswitch(["bench", "--config", "tiny", "--prompt", "4", "--tokens", "4", "--experts", "4",
-                                        "--rank", "4", "--strategy", "fused", "--json", json])
+        let result = try runLoraswitch(["bench", "--config", "tiny", "--prompt", "4", "--experts", "4", "--rank", "4",
+                                        "--json", json] + arguments)
         #expect(result.status == 0, "\(result)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        return (result, report)
+    }
+
+    @Test func adapterRowsUnderOneStrategy() throws {
+        let (result, report) = try bench(["--tokens", "4", "--strategy", "fused"])
         let rows = try #require(report["rows"] as? [[String: Any]])
         #expect(rows.compactMap { $0["name"] as? String } == ["backbone", "lora", "layer-fused", "token-fused"])
-        for row in rows.dropFirst() {
-            #expect((row["ratio_vs_backbone"] as? Double).map { $0 > 0 } == true, "\(row)")
-            #expect((row["adapter_bytes_per_token"] as? Int).map { $0 > 0 } == true, "\(row)")
+        // Four tokens: two rounds by default (a round needs a token with and one without the adapter).
+        #expect(report["rounds"] as? Int == 2)
+        for row in rows {
+            #expect(row["rounds"] as? Int == 2, "\(row)")
+            let ms = try #require(row["decode_ms_per_token"] as? Double), low = try #require(row["decode_ms_per_token_min"] as? Double),
+                high = try #require(row["decode_ms_per_token_max"] as? Double)
+            #expect(0 < low && low <= ms && ms <= high, "\(row)")
         }
+        #expect(rows[0]["ratio_vs_backbone"] == nil && rows[0]["adapter_bytes_per_token"] == nil)
+        for row in rows.dropFirst() {
+            let ratio = try #require(row["ratio_vs_backbone"] as? Double), low = try #require(row["ratio_min"] as? Double),
+                high = try #require(row["ratio_max"] as? Double)
+            #expect(0 < low && low <= ratio && ratio <= high, "\(row)")
+            #expect((row["adapter_bytes_per_token"] as? Int).map { $0 > 0 } == true, "\(row)")
+            #expect(row["switch_rate"] == nil, "\(row)")
+        }
+        // What is measured and what is modelled, in the JSON and under the table.
+        #expect(report["measured"] as? [String] == ["decode_ms_per_token", "decode_ms_per_token_min", "decode_ms_per_token_max",
+                                                    "prefill_tokens_per_s", "ratio_vs_backbone", "ratio_min", "ratio_max", "switch_rate"])
+        #expect(report["modelled"] as? [String] == ["bytes_per_token", "adapter_bytes_per_token", "gbs", "switch_bytes"])
+        let lines = result.stdout.split(separator: "\n")
+        let header = try #require(lines.first { $0.hasPrefix("name ") })
+        for column in ["decode ms/token (min–max)", "vs backbone (min–max)", "model MB/token", "model adapter MB", "model GB/s",
+                       "model % of read bw"] {
+            #expect(header.contains(column), "\(header)")
+        }
+        let fused = try #require(lines.first { $0.hasPrefix("token-fused ") })
+        #expect(fused.contains(" x") && fused.contains("–"), "a ratio with its spread: \(fused)")
+        #expect(lines.contains { $0.hasPrefix("measured: ") && $0.contains("decode ms/token") && $0.contains("read bandwidth") })
+        #expect(lines.contains { $0.hasPrefix("modelled from tensor sizes: ") && $0.contains("switch rate") })
         #expect(result.stdout.contains("adapter/backbone bytes per token"))
+        #expect(result.stdout.contains("in 2 rounds"))
+    }
+
+    @Test func mergedRowsCountWhatASwitchRewrites() throws {
+        let (result, report) = try bench(["--tokens", "6", "--rounds", "3",
+                                          "--rows", "lora-merged,token-fused,token-merged-rebuild,token-merged-inplace,auto"])
+        let rows = try #require(report["rows"] as? [[String: Any]])
+        func row(_ name: String) throws -> [String: Any] { try #require(rows.first { $0["name"] as? String == name }) }
+        #expect(rows.allSatisfy { $0["rounds"] as? Int == 3 })
+        let backboneBytes = try #require(try row("backbone")["bytes_per_token"] as? Int)
+        #expect(try row("lora-merged")["adapter_bytes_per_token"] as? Int == 0)
+        let fusedBytes = try #require(try row("token-fused")["adapter_bytes_per_token"] as? Int)
+        var perSwitch: [String: Int] = [:]
+        for name in ["token-merged-rebuild", "token-merged-inplace"] {
+            let merged = try row(name)
+            let rate = try #require(merged["switch_rate"] as? Double), bytes = try #require(merged["switch_bytes"] as? Int)
+            let adapterBytes = try #require(merged["adapter_bytes_per_token"] as? Int)
+            // Random tokens switch almost every time; a switch rewrites every adapted matrix, far beyond the fused reads.
+            #expect(rate > 0.5 && rate <= 1, "\(merged)")
+            #expect(bytes > 10 * fusedBytes, "\(merged)")
+            #expect(Double(adapterBytes) >= rate * Double(bytes) && Double(adapterBytes) < rate * Double(bytes) + Double(fusedBytes), "\(merged)")
+            #expect(merged["bytes_per_token"] as? Int == backboneBytes + adapterBytes, "\(merged)")
+            #expect(result.stdout.contains("\(name): switch rate "), "\(result.stdout)")
+            perSwitch[name] = bytes
+        }
+        #expect(perSwitch["token-merged-inplace"]! > perSwitch["token-merged-rebuild"]!)
+        // auto decided with the figures measured before the rows, and says so.
+        let auto = try #require(report["auto"] as? [String: Any]), machine = try #require(report["machine"] as? [String: Any])
+        #expect(auto["choice"] as? String == "fused" && auto["figures"] as? String == "measured in this run", "\(auto)")
+        #expect(auto["read_gbs"] as? Double == machine["read_gbs_before"] as? Double)
+        #expect(auto["sgemm_gflops"] as? Double == machine["sgemm_gflops_before"] as? Double)
+        let note = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("auto chose fused: ") })
+        #expect(note.contains(" GB/s and ") && note.contains(" GFLOP/s (measured in this run)"), "\(note)")
+        #expect(try row("auto")["adapter_bytes_per_token"] as? Int == fusedBytes)
     }
 
     @Test func optionMistakes() throws {
         for arguments in [["--switches", "10"], ["--experts", "2", "--top-k", "3"], ["--experts", "4", "--rows", "token-fast"],
-                          ["--experts", "4", "--strategy", "fast"]] {
+                          ["--experts", "4", "--strategy", "fast"], ["--rounds", "0"],
+                          ["--experts", "2", "--tokens", "5", "--rounds", "3"], ["--tokens", "2", "--rounds", "3"]] {
             let result = try runLoraswitch(["bench", "--config", "tiny"] + arguments)
             #expect(result.status == 2, "\(arguments): \(result)")
         }

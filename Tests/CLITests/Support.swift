@@ -96,6 +96,8 @@ struct RunResult: CustomStringConvertible {
 }
 
 /// Runs `loraswitch arguments…` with its output in files, killing it if it takes longer than `timeout` seconds.
+/// `XDG_CACHE_HOME` is an empty folder of the run's own unless `environment` sets it, so that no test reads or
+/// writes the user's cache (the default model, auto's machine figures).
 func runLoraswitch(_ arguments: [String], timeout: TimeInterval = 120, input: String? = nil,
                    environment: [String: String]? = nil,
                    sourceLocation: SourceLocation = #_sourceLocation) throws -> RunResult {
@@ -119,9 +121,9 @@ func runLoraswitch(_ arguments: [String], timeout: TimeInterval = 120, input: St
     } else {
         process.standardInput = FileHandle.nullDevice
     }
-    if let environment {
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-    }
+    process.environment = ProcessInfo.processInfo.environment
+        .merging(["XDG_CACHE_HOME": folder.appendingPathComponent("cache").path]) { _, new in new }
+        .merging(environment ?? [:]) { _, new in new }
     try process.run()
     let deadline = Date().addingTimeInterval(timeout)
     while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
