@@ -40,6 +40,15 @@ struct AdapterCase: CustomStringConvertible, Sendable {
     }
 }
 
+/// max |Δlogit| against the reference of one pass over the sequence, every strategy, threads 1–3: measured max 7.3e-6
+/// (lora-all-linear-qwen2, reference strategy).
+let onePassTolerance: Float = 3e-5
+/// The same, decoding token by token: measured max 1.1e-5 (gguf-lora-on-q8, reference, 3 threads). 4-bit bases
+/// decode with 16-bit activations (Kernels/IntegerDot.swift): 2.3e-4 (moe-token-top2-q4, fused, 1 thread).
+func decodeTolerance(_ model: LanguageModel) -> Float {
+    [.q4_0, .q4_1].contains(model.weights.layers[0].q.weight.dtype) ? 1e-3 : 4e-5
+}
+
 func maxDifference(_ a: UnsafePointer<Float>, _ b: [Float]) -> Float {
     var m: Float = 0
     for i in b.indices { m = max(m, abs(a[i] - b[i])) }
@@ -60,7 +69,7 @@ struct AdapterFixtureTests {
             let logits = FloatBuffer(count: fixture.tokens.count * vocabulary)
             try session.logits(for: fixture.tokens, into: logits.pointer)
             let d = maxDifference(logits.pointer, expected)
-            #expect(d <= 1e-4, "\(fixture) \(strategy): max |Δ| \(d)")
+            #expect(d <= onePassTolerance, "\(fixture) \(strategy): max |Δ| \(d)")
         }
     }
 
@@ -83,9 +92,7 @@ struct AdapterFixtureTests {
                 let logits = try session.decode(fixture.tokens[i])
                 worst = max(worst, maxDifference(logits.baseAddress!, Array(expected[(i * vocabulary)..<((i + 1) * vocabulary)])))
             }
-            // Decoding 4-bit weights uses 16-bit activations (Kernels/IntegerDot.swift).
-            let allowed: Float = [.q4_0, .q4_1].contains(model.weights.layers[0].q.weight.dtype) ? 5e-4 : 1e-4
-            #expect(worst <= allowed, "\(fixture) \(strategy), \(threads) threads: max |Δ| \(worst)")
+            #expect(worst <= decodeTolerance(model), "\(fixture) \(strategy), \(threads) threads: max |Δ| \(worst)")
         }
     }
 

@@ -38,7 +38,7 @@ struct FusionTests {
 
     @Test func huggingFaceFolderWithWeightedLoRAs() throws {
         let out = scratch.file("fused")
-        _ = try fuseMatchesReference("lora-pair", output: out, tolerance: 1e-4)
+        _ = try fuseMatchesReference("lora-pair", output: out, tolerance: 1e-5) // measured 1.6e-6
         // Everything but the weights is copied; nothing is left beside the output.
         #expect(try FileManager.default.contentsOfDirectory(atPath: out).sorted() == ["config.json", "model.safetensors"])
         #expect(try scratch.contents() == ["fused"])
@@ -46,7 +46,7 @@ struct FusionTests {
 
     @Test func ggufKeepsItsMetadata() throws {
         let out = scratch.file("fused.gguf")
-        let fused = try fuseMatchesReference("peft-lora-for-gguf", output: out, tolerance: 1e-4)
+        let fused = try fuseMatchesReference("peft-lora-for-gguf", output: out, tolerance: 1e-5) // measured 2.1e-6
         let original = try GGUFFile(path: fixture("peft-lora-for-gguf").base), written = try GGUFFile(path: out)
         #expect(written.metadataKeys == original.metadataKeys)
         #expect(written.metadata == original.metadata)
@@ -55,8 +55,9 @@ struct FusionTests {
     }
 
     @Test func quantizedBaseIsWrittenAsFloat() throws {
-        // Q8_0 base + GGUF LoRA: the adapted matrices become float; f32 keeps the dequantized base exactly.
-        let f32 = try fuseMatchesReference("gguf-lora-on-q8", output: scratch.file("q8-f32.gguf"), dtype: .f32, tolerance: 1e-4)
+        // Q8_0 base + GGUF LoRA: the adapted matrices become float; f32 keeps the dequantized base exactly (measured
+        // 2.1e-6), f16 rounds the sums (measured 2.0e-3).
+        let f32 = try fuseMatchesReference("gguf-lora-on-q8", output: scratch.file("q8-f32.gguf"), dtype: .f32, tolerance: 1e-5)
         #expect(f32.weights.layers[0].q.weight.dtype == .f32)
         #expect(f32.weights.embedding.dtype == .q8_0, "tensors the adapter leaves alone are copied as they are")
         let f16 = try fuseMatchesReference("gguf-lora-on-q8", output: scratch.file("q8.gguf"), tolerance: 1e-2)
@@ -87,8 +88,9 @@ struct FusionTests {
                 }
             }
         }
-        #expect(changed > 1e-3, "the fused model must differ from the base")
-        #expect(worst <= 1e-6, "unfused vs base: max |Δ| \(worst)")
+        #expect(changed > 0.05, "the fused model must differ from the base") // measured 0.156
+        // Only the rounding of w + Δ − Δ in float32: measured 3.0e-8.
+        #expect(worst <= 1.5e-7, "unfused vs base: max |Δ| \(worst)")
     }
 
     @Test func refusals() throws {
