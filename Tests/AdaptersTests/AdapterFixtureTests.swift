@@ -17,27 +17,64 @@ struct AdapterCase: CustomStringConvertible, Sendable {
     let specs: [AdapterSpec]
     var description: String { name }
 
-    static func all() -> [AdapterCase] {
+    /// Every file in adapters/expected, sorted; a file that cannot be read as a fixture is an error that names it
+    /// (the tests that take these cases as arguments then fail), never a case left out.
+    static func all() throws -> [AdapterCase] {
         let folder = fixtures.appendingPathComponent("adapters/expected")
-        let files = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted()
-        return files.compactMap { file in
-            guard let f = try? SafetensorsFile(path: folder.appendingPathComponent(file).path),
-                  let tokens = f.metadata["tokens"], let base = f.metadata["base"], let adapters = f.metadata["adapters"] else { return nil }
-            let specs = adapters.split(separator: ";").map { item -> AdapterSpec in
-                var spec = AdapterSpec(argument: String(item))!
+        return try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted().map { file in
+            let path = folder.appendingPathComponent(file).path
+            guard file.hasSuffix(".safetensors") else { throw FixtureError(path: path, problem: "not a .safetensors file") }
+            let f = try SafetensorsFile(path: path)
+            func metadata(_ key: String) throws -> String {
+                guard let value = f.metadata[key] else { throw FixtureError(path: path, problem: "no \(key) in the metadata") }
+                return value
+            }
+            let specs = try metadata("adapters").split(separator: ";").map { item -> AdapterSpec in
+                guard var spec = AdapterSpec(argument: String(item)) else {
+                    throw FixtureError(path: path, problem: "adapter '\(item)' is not PATH[:WEIGHT]")
+                }
                 spec.path = fixtures.appendingPathComponent(spec.path).path
                 return spec
             }
-            return AdapterCase(name: String(file.dropLast(".safetensors".count)), tokens: tokens.split(separator: ",").map { Int($0)! },
-                               base: fixtures.appendingPathComponent(base).path, specs: specs)
+            let tokens = try metadata("tokens").split(separator: ",").map { item -> Int in
+                guard let token = Int(item) else { throw FixtureError(path: path, problem: "token '\(item)' is not a number") }
+                return token
+            }
+            return AdapterCase(name: String(file.dropLast(".safetensors".count)), tokens: tokens,
+                               base: fixtures.appendingPathComponent(try metadata("base")).path, specs: specs)
+        }
+    }
+
+    /// The fixture called `name`.
+    static func named(_ name: String) throws -> AdapterCase {
+        try #require(try all().first { $0.name == name }, "no adapter fixture \(name)")
+    }
+
+    private func file() throws -> SafetensorsFile {
+        try SafetensorsFile(path: fixtures.appendingPathComponent("adapters/expected/\(name).safetensors").path)
+    }
+
+    /// `tensor` of the expected file: F32 [T, columns], as rows.
+    private func rows(_ f: SafetensorsFile, _ tensor: String) throws -> [[Float]] {
+        let t = try #require(f.tensor(tensor), "\(name): no \(tensor)")
+        try #require(t.dtype == .f32 && t.shape.count == 2 && t.shape[0] == tokens.count, "\(name): \(tensor) is \(t.dtype) \(t.shape)")
+        let columns = t.shape[1]
+        return (0..<tokens.count).map { i in
+            (0..<columns).map { t.data.loadUnaligned(fromByteOffset: 4 * (i * columns + $0), as: Float.self) }
         }
     }
 
     func expected() throws -> (logits: [Float], vocabulary: Int) {
-        let f = try SafetensorsFile(path: fixtures.appendingPathComponent("adapters/expected/\(name).safetensors").path)
-        let t = try #require(f.tensor("logits"))
-        return (Array(UnsafeBufferPointer(start: t.data.assumingMemoryBound(to: Float.self), count: t.elementCount)), t.shape[1])
+        let logits = try rows(try file(), "logits")
+        return (logits.flatMap { $0 }, logits[0].count)
     }
+}
+
+/// An expected file that cannot be read as an adapter fixture.
+struct FixtureError: Error, CustomStringConvertible {
+    let path: String
+    let problem: String
+    var description: String { "\(path): \(problem)" }
 }
 
 /// max |Δlogit| against the reference of one pass over the sequence, every strategy, threads 1–3: measured max 7.3e-6
@@ -57,8 +94,16 @@ func maxDifference(_ a: UnsafePointer<Float>, _ b: [Float]) -> Float {
 
 @Suite("Adapters against PEFT, PyTorch and llama.cpp references")
 struct AdapterFixtureTests {
+    @Test func everyFixtureIsFound() throws {
+        let names = try AdapterCase.all().map(\.name)
+        #expect(names.count == 13, "\(names)")
+        #expect(Set(names) == ["gguf-lora", "gguf-lora-f16", "gguf-lora-on-q8", "lora-all-linear-qwen2", "lora-basic",
+                               "lora-pair", "lora-rslora-patterns", "moe-layer-top1", "moe-layer-top2", "moe-token-top1",
+                               "moe-token-top2", "moe-token-top2-q4", "peft-lora-for-gguf"])
+    }
+
     /// Every fixture, every strategy that applies: the logits of one pass over the sequence.
-    @Test(arguments: AdapterCase.all())
+    @Test(arguments: try AdapterCase.all())
     func onePass(_ fixture: AdapterCase) throws {
         let model = try LanguageModel.load(path: fixture.base)
         let adapter = try Adapter.load(fixture.specs, model: model)
@@ -76,7 +121,7 @@ struct AdapterFixtureTests {
     /// Prefill of a few tokens, then one token at a time: decoding runs each strategy's single-token path (merged
     /// copies, per-token routing) and must give the reference's logits at every position. Fused decoding splits its
     /// input-side products between the threads, so it also runs on one and on three.
-    @Test(arguments: AdapterCase.all())
+    @Test(arguments: try AdapterCase.all())
     func prefillThenDecode(_ fixture: AdapterCase) throws {
         let model = try LanguageModel.load(path: fixture.base)
         let adapter = try Adapter.load(fixture.specs, model: model)

@@ -20,11 +20,11 @@ struct FusionTests {
     let scratch: TemporaryFolder
     init() throws { scratch = try TemporaryFolder() }
 
-    private func fixture(_ name: String) -> AdapterCase { AdapterCase.all().first { $0.name == name }! }
+    private func fixture(_ name: String) throws -> AdapterCase { try AdapterCase.named(name) }
 
     /// Fuses `name`'s adapters into its base, reloads the result and compares with the fixture's reference logits.
     private func fuseMatchesReference(_ name: String, output: String, dtype: DType? = nil, tolerance: Float) throws -> LanguageModel {
-        let fixture = fixture(name)
+        let fixture = try fixture(name)
         let model = try LanguageModel.load(path: fixture.base)
         let adapter = try Adapter.load(fixture.specs, model: model)
         try Fusion.write(model: model, adapter: adapter, dtype: dtype, to: output, pool: ThreadPool(threads: 2))
@@ -47,7 +47,7 @@ struct FusionTests {
     @Test func ggufKeepsItsMetadata() throws {
         let out = scratch.file("fused.gguf")
         let fused = try fuseMatchesReference("peft-lora-for-gguf", output: out, tolerance: 1e-5) // measured 2.1e-6
-        let original = try GGUFFile(path: fixture("peft-lora-for-gguf").base), written = try GGUFFile(path: out)
+        let original = try GGUFFile(path: try fixture("peft-lora-for-gguf").base), written = try GGUFFile(path: out)
         #expect(written.metadataKeys == original.metadataKeys)
         #expect(written.metadata == original.metadata)
         #expect(written.tensorNames == original.tensorNames)
@@ -65,7 +65,7 @@ struct FusionTests {
     }
 
     @Test func unfuseGivesBackTheBase() throws {
-        let fixture = fixture("lora-pair")
+        let fixture = try fixture("lora-pair")
         let base = try LanguageModel.load(path: fixture.base)
         let adapter = try Adapter.load(fixture.specs, model: base)
         let pool = ThreadPool(threads: 2)
@@ -95,11 +95,11 @@ struct FusionTests {
 
     @Test func refusals() throws {
         let pool = ThreadPool(threads: 1)
-        let moe = fixture("moe-token-top2")
+        let moe = try fixture("moe-token-top2")
         let model = try LanguageModel.load(path: moe.base)
         let mixture = try Adapter.load(moe.specs, model: model)
         #expect(throws: AdapterError.self) { try Fusion.write(model: model, adapter: mixture, to: scratch.file("a"), pool: pool) }
-        let lora = try Adapter.load(fixture("lora-basic").specs, model: model)
+        let lora = try Adapter.load(try fixture("lora-basic").specs, model: model)
         #expect(throws: AdapterError.self) { try Fusion.write(model: model, adapter: lora, dtype: .q8_0, to: scratch.file("b"), pool: pool) }
         try FileManager.default.createDirectory(atPath: scratch.file("taken"), withIntermediateDirectories: false)
         #expect(throws: AdapterError.self) { try Fusion.write(model: model, adapter: lora, to: scratch.file("taken"), pool: pool) }
