@@ -68,6 +68,19 @@ struct AdapterCase: CustomStringConvertible, Sendable {
         let logits = try rows(try file(), "logits")
         return (logits.flatMap { $0 }, logits[0].count)
     }
+
+    /// A MoE fixture's decisions, per token: the experts chosen (`routing`, ids stored as floats) and their gates, each
+    /// [T, k] — token routing's, or under layer routing those of layer 0's q_proj (scripts/adapterfix/moe.py).
+    func decisions() throws -> (experts: [[Int]], gates: [[Float]]) {
+        let f = try file()
+        let ids = try rows(f, "routing")
+        let experts = try ids.map { row in
+            try row.map { id in
+                try #require(Int(exactly: id), "\(name): expert id \(id)")
+            }
+        }
+        return (experts, try rows(f, "gates"))
+    }
 }
 
 /// An expected file that cannot be read as an adapter fixture.
@@ -85,6 +98,10 @@ let onePassTolerance: Float = 3e-5
 func decodeTolerance(_ model: LanguageModel) -> Float {
     [.q4_0, .q4_1].contains(model.weights.layers[0].q.weight.dtype) ? 1e-3 : 4e-5
 }
+
+/// max |Δgate| against the MoE references' gates (a float32 softmax over the router's outputs on both sides): measured
+/// max 1.8e-7 (moe-token-top2-q4, decoding, threads 1–3); top-1 gates are exactly 1.
+let gateTolerance: Float = 6e-7
 
 func maxDifference(_ a: UnsafePointer<Float>, _ b: [Float]) -> Float {
     var m: Float = 0
@@ -138,6 +155,49 @@ struct AdapterFixtureTests {
                 worst = max(worst, maxDifference(logits.baseAddress!, Array(expected[(i * vocabulary)..<((i + 1) * vocabulary)])))
             }
             #expect(worst <= decodeTolerance(model), "\(fixture) \(strategy), \(threads) threads: max |Δ| \(worst)")
+        }
+    }
+
+    /// The experts and gates our router picks for every token equal the reference's: token routing's decision, and
+    /// under layer routing that of layer 0's q_proj (what the fixtures store) — in one pass and decoding (on one to
+    /// three threads), under every strategy.
+    @Test(arguments: try AdapterCase.all().filter { $0.name.hasPrefix("moe-") })
+    func routingMatchesTheReference(_ fixture: AdapterCase) throws {
+        let model = try LanguageModel.load(path: fixture.base)
+        let adapter = try Adapter.load(fixture.specs, model: model)
+        let reference = try fixture.decisions()
+        let k = adapter.routing.topK
+        #expect(reference.experts.allSatisfy { $0.count == k } && reference.gates.allSatisfy { $0.count == k })
+        for strategy in strategies(for: adapter, model: model) {
+            for (decode, threads) in [(false, 2), (true, 1), (true, 2), (true, 3)] {
+                let session = InferenceSession(model: model, pool: ThreadPool(threads: threads), capacity: fixture.tokens.count)
+                let runtime = try adapter.runtime(strategy, for: session)
+                session.adapters = runtime
+                var experts: [[Int]] = [], gates: [[Float]] = []
+                let record = { (chosen: [Int], weights: [Float]) in
+                    experts.append(chosen)
+                    gates.append(weights)
+                }
+                switch (adapter.routing, runtime) {
+                case (.token, let fused as AdapterRuntime): fused.observer = { _, e, g in record(e, g) }
+                case (.token, let merged as MergedAdapters): merged.routingObserver = { _, e, g in record(e, g) }
+                case (.layer, let fused as AdapterRuntime):
+                    fused.layerObserver = { layer, projection, _, e, g in if layer == 0 && projection == .q { record(e, g) } }
+                default: Issue.record("\(fixture) \(strategy): no way to observe \(adapter.routing) in \(type(of: runtime))")
+                }
+                if decode {
+                    try session.prefill(Array(fixture.tokens[0..<3]))
+                    for token in fixture.tokens[3...] { _ = try session.decode(token) }
+                } else {
+                    let logits = FloatBuffer(count: fixture.tokens.count * model.configuration.vocabSize)
+                    try session.logits(for: fixture.tokens, into: logits.pointer)
+                }
+                let run = "\(fixture) \(strategy)\(decode ? ", decoding" : ""), \(threads) threads"
+                #expect(experts == reference.experts, "\(run): experts \(experts) vs \(reference.experts)")
+                try #require(gates.count == reference.gates.count, "\(run): \(gates.count) decisions")
+                let worst = zip(gates, reference.gates).flatMap { zip($0, $1).map { abs($0 - $1) } }.max() ?? 0
+                #expect(worst <= gateTolerance, "\(run): max |Δgate| \(worst)")
+            }
         }
     }
 
