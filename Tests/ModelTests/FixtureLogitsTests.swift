@@ -15,8 +15,8 @@ private func llamaCppTolerance(_ name: String) -> Float {
 
 @Suite("Fixture logits")
 struct FixtureLogitsTests {
-    @Test func everyFixtureIsFound() {
-        let names = modelFixtureNames()
+    @Test func everyFixtureIsFound() throws {
+        let names = try modelFixtureNames()
         #expect(names.count == 17, "\(names)")
         for name in ["llama-mha", "llama-gqa", "llama-headdim", "llama-rope-llama3", "llama-rope-linear", "llama-bias",
                      "qwen2", "mistral", "llama-f16", "llama-bf16", "llama-sharded", "llama-f32.gguf", "llama-f16.gguf",
@@ -25,7 +25,7 @@ struct FixtureLogitsTests {
         }
     }
 
-    @Test(arguments: modelFixtureNames())
+    @Test(arguments: try modelFixtureNames())
     func logitsMatchTransformers(name: String) throws {
         let expected = try Expected(name)
         let model = try LanguageModel.load(path: modelPath(name))
@@ -44,7 +44,7 @@ struct FixtureLogitsTests {
 
     /// llama.cpp quantizes activations (Q8_0 / F16) before its products, so it agrees only as closely as
     /// `llamaCppTolerance` says for each weight type; a wrong rope layout, permutation or scale is far beyond that.
-    @Test(arguments: modelFixtureNames().filter { $0.hasSuffix(".gguf") })
+    @Test(arguments: try modelFixtureNames().filter { $0.hasSuffix(".gguf") })
     func logitsAgreeWithLlamaCpp(name: String) throws {
         let expected = try Expected(name)
         let reference = try #require(expected.llamacpp, "\(name): no llamacpp_logits in the expected file")
@@ -77,7 +77,7 @@ struct FixtureLogitsTests {
         }
     }
 
-    @Test(arguments: modelFixtureNames())
+    @Test(arguments: try modelFixtureNames())
     func configurationAndWeights(name: String) throws {
         let model = try LanguageModel.load(path: modelPath(name))
         let c = model.configuration

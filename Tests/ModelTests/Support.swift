@@ -11,10 +11,11 @@ import Kernels
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures")
 
-/// Every model fixture: HF folders (by folder name) and GGUF files (by file name), sorted.
-func modelFixtureNames() -> [String] {
+/// Every model fixture: HF folders (by folder name) and GGUF files (by file name), sorted. An unreadable folder is an
+/// error (which fails the tests taking these names as arguments), not an empty list.
+func modelFixtureNames() throws -> [String] {
     let folder = fixtures.appendingPathComponent("models").path
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+    let names = try FileManager.default.contentsOfDirectory(atPath: folder)
     return names.filter { name in
         name.hasSuffix(".gguf") || FileManager.default.fileExists(atPath: "\(folder)/\(name)/config.json")
     }.sorted()
