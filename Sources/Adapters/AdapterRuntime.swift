@@ -27,6 +27,9 @@ public final class AdapterRuntime: ForwardAdapters {
     /// Called on the calling thread with each token's decision (position in the chunk, experts, gates), for
     /// token routing — `--show-routing`.
     public var observer: ((Int, [Int], [Float]) -> Void)?
+    /// Called on the calling thread with each layer-routing decision (layer, projection, position in the chunk,
+    /// experts, gates), for the tests that compare them with the reference's.
+    var layerObserver: ((Int, LayerTensor, Int, [Int], [Float]) -> Void)?
 
     let k: Int
     let n: Int
@@ -308,6 +311,7 @@ public final class AdapterRuntime: ForwardAdapters {
             let slot = slots[index]
             if let router = adapter.projection(layer: layer, tensor)?.router {
                 route(router, input: x, tokens: t, cols: router.cols, experts: slot.experts, gates: slot.gates, scratch: scratch[0])
+                report(layer, tensor, tokens: t, experts: slot.experts, gates: slot.gates)
             }
             guard t == 1 else { continue }
             for thread in 0..<threads { slot.termCounts[thread] = 0 }
@@ -432,6 +436,14 @@ public final class AdapterRuntime: ForwardAdapters {
         for token in 0..<t {
             selectExperts(logits: logits + token * n, count: n, topK: k, probabilities: s.probabilities.pointer,
                           experts: experts + token * k, gates: gates + token * k)
+        }
+    }
+
+    /// Layer routing's decisions for one projection, to `layerObserver`.
+    private func report(_ layer: Int, _ tensor: LayerTensor, tokens t: Int, experts: UnsafePointer<Int32>, gates: UnsafePointer<Float>) {
+        guard let layerObserver else { return }
+        for token in 0..<t {
+            layerObserver(layer, tensor, token, (0..<k).map { Int(experts[token * k + $0]) }, (0..<k).map { gates[token * k + $0] })
         }
     }
 

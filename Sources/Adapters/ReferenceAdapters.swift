@@ -19,6 +19,8 @@ public final class ReferenceAdapters: ProjectionAdapters {
     public let recording: Bool
     /// Called with each row's decision (row in the pass, experts, gates) under token routing: `--show-routing`.
     public var observer: ((Int, [Int], [Float]) -> Void)?
+    /// Layer routing: called with each (layer, projection, row)'s decision, as each router decides.
+    var layerObserver: ((Int, LayerTensor, Int, [Int], [Float]) -> Void)?
 
     /// Experts per row (k) and in all (N).
     public let k: Int
@@ -173,7 +175,15 @@ public final class ReferenceAdapters: ProjectionAdapters {
         guard let p = adapter.projection(layer: layer, tensor) else { return }
         let site = layer * LayerTensor.projections.count + tensor.projectionIndex!
         let decisions = perProjection[site] ?? token
-        if let router = p.router { route(router, input: x, rows: t, into: decisions, pool: pool) }
+        if let router = p.router {
+            route(router, input: x, rows: t, into: decisions, pool: pool)
+            if let layerObserver {
+                for row in 0..<t {
+                    layerObserver(layer, tensor, row, (0..<self.k).map { Int(decisions.experts[row * self.k + $0]) },
+                                  (0..<self.k).map { decisions.gates[row * self.k + $0] })
+                }
+            }
+        }
         let h = (hidden[site] ?? transient).pointer, hs = scaled.pointer, width = width, k = k
         let inputs = p.experts.compactMap { $0 }.first?.a.cols ?? 0
         let outs = p.experts.compactMap { $0 }.first?.b.rows ?? 0

@@ -66,7 +66,7 @@ struct BenchRounds {
                 // Every row of round r starts where round r−1 ended (round 0: right after the prompt).
                 session.truncate(to: prompt.count + slice.lowerBound)
                 precondition(session.position == prompt.count + slice.lowerBound, "bench: rounds out of step")
-                let merges = (adapters as? MergedAdapters)?.merges ?? 0
+                let merges = adapters?.merged?.merges ?? 0
                 with.removeAll(keepingCapacity: true)
                 without.removeAll(keepingCapacity: true)
                 let label = "round \(round + 1)/\(rounds): \(plan.name): decode"
@@ -82,7 +82,7 @@ struct BenchRounds {
                 results[i].seconds.append(median(with))
                 if adapters != nil { results[i].ratios.append(median(with) / median(without)) }
                 results[i].adapterTokens += with.count
-                results[i].switches += ((adapters as? MergedAdapters)?.merges ?? 0) - merges
+                results[i].switches += (adapters?.merged?.merges ?? 0) - merges
             }
         }
         return results
@@ -138,5 +138,13 @@ extension BenchMeasurement {
         row.bytesPerToken = backboneBytes + (adapterBytes ?? 0)
         row.gbs = Double(row.bytesPerToken) / (row.decodeMsPerToken / 1000) / 1e9
         return row
+    }
+}
+
+extension SessionAdapters {
+    /// The merging runtime, if this is one.
+    var merged: MergedAdapters? {
+        if case .fused(let fused) = self { return fused as? MergedAdapters }
+        return nil
     }
 }

@@ -27,7 +27,7 @@ struct AllocationTests {
         return loraswitch_thread_allocations() - before
     }
 
-    @Test(arguments: AdapterCase.all().filter { !$0.name.hasPrefix("gguf-lora-on") })
+    @Test(arguments: try AdapterCase.all().filter { !$0.name.hasPrefix("gguf-lora-on") })
     func fusedAdapters(_ fixture: AdapterCase) throws {
         let model = try LanguageModel.load(path: fixture.base)
         let adapter = try Adapter.load(fixture.specs, model: model)

@@ -20,11 +20,11 @@ struct FusionTests {
     let scratch: TemporaryFolder
     init() throws { scratch = try TemporaryFolder() }
 
-    private func fixture(_ name: String) -> AdapterCase { AdapterCase.all().first { $0.name == name }! }
+    private func fixture(_ name: String) throws -> AdapterCase { try AdapterCase.named(name) }
 
     /// Fuses `name`'s adapters into its base, reloads the result and compares with the fixture's reference logits.
     private func fuseMatchesReference(_ name: String, output: String, dtype: DType? = nil, tolerance: Float) throws -> LanguageModel {
-        let fixture = fixture(name)
+        let fixture = try fixture(name)
         let model = try LanguageModel.load(path: fixture.base)
         let adapter = try Adapter.load(fixture.specs, model: model)
         try Fusion.write(model: model, adapter: adapter, dtype: dtype, to: output, pool: ThreadPool(threads: 2))
@@ -38,7 +38,7 @@ struct FusionTests {
 
     @Test func huggingFaceFolderWithWeightedLoRAs() throws {
         let out = scratch.file("fused")
-        _ = try fuseMatchesReference("lora-pair", output: out, tolerance: 1e-4)
+        _ = try fuseMatchesReference("lora-pair", output: out, tolerance: 1e-5) // measured 1.6e-6
         // Everything but the weights is copied; nothing is left beside the output.
         #expect(try FileManager.default.contentsOfDirectory(atPath: out).sorted() == ["config.json", "model.safetensors"])
         #expect(try scratch.contents() == ["fused"])
@@ -46,8 +46,8 @@ struct FusionTests {
 
     @Test func ggufKeepsItsMetadata() throws {
         let out = scratch.file("fused.gguf")
-        let fused = try fuseMatchesReference("peft-lora-for-gguf", output: out, tolerance: 1e-4)
-        let original = try GGUFFile(path: fixture("peft-lora-for-gguf").base), written = try GGUFFile(path: out)
+        let fused = try fuseMatchesReference("peft-lora-for-gguf", output: out, tolerance: 1e-5) // measured 2.1e-6
+        let original = try GGUFFile(path: try fixture("peft-lora-for-gguf").base), written = try GGUFFile(path: out)
         #expect(written.metadataKeys == original.metadataKeys)
         #expect(written.metadata == original.metadata)
         #expect(written.tensorNames == original.tensorNames)
@@ -55,8 +55,9 @@ struct FusionTests {
     }
 
     @Test func quantizedBaseIsWrittenAsFloat() throws {
-        // Q8_0 base + GGUF LoRA: the adapted matrices become float; f32 keeps the dequantized base exactly.
-        let f32 = try fuseMatchesReference("gguf-lora-on-q8", output: scratch.file("q8-f32.gguf"), dtype: .f32, tolerance: 1e-4)
+        // Q8_0 base + GGUF LoRA: the adapted matrices become float; f32 keeps the dequantized base exactly (measured
+        // 2.1e-6), f16 rounds the sums (measured 2.0e-3).
+        let f32 = try fuseMatchesReference("gguf-lora-on-q8", output: scratch.file("q8-f32.gguf"), dtype: .f32, tolerance: 1e-5)
         #expect(f32.weights.layers[0].q.weight.dtype == .f32)
         #expect(f32.weights.embedding.dtype == .q8_0, "tensors the adapter leaves alone are copied as they are")
         let f16 = try fuseMatchesReference("gguf-lora-on-q8", output: scratch.file("q8.gguf"), tolerance: 1e-2)
@@ -64,7 +65,7 @@ struct FusionTests {
     }
 
     @Test func unfuseGivesBackTheBase() throws {
-        let fixture = fixture("lora-pair")
+        let fixture = try fixture("lora-pair")
         let base = try LanguageModel.load(path: fixture.base)
         let adapter = try Adapter.load(fixture.specs, model: base)
         let pool = ThreadPool(threads: 2)
@@ -87,17 +88,18 @@ struct FusionTests {
                 }
             }
         }
-        #expect(changed > 1e-3, "the fused model must differ from the base")
-        #expect(worst <= 1e-6, "unfused vs base: max |Δ| \(worst)")
+        #expect(changed > 0.05, "the fused model must differ from the base") // measured 0.156
+        // Only the rounding of w + Δ − Δ in float32: measured 3.0e-8.
+        #expect(worst <= 1.5e-7, "unfused vs base: max |Δ| \(worst)")
     }
 
     @Test func refusals() throws {
         let pool = ThreadPool(threads: 1)
-        let moe = fixture("moe-token-top2")
+        let moe = try fixture("moe-token-top2")
         let model = try LanguageModel.load(path: moe.base)
         let mixture = try Adapter.load(moe.specs, model: model)
         #expect(throws: AdapterError.self) { try Fusion.write(model: model, adapter: mixture, to: scratch.file("a"), pool: pool) }
-        let lora = try Adapter.load(fixture("lora-basic").specs, model: model)
+        let lora = try Adapter.load(try fixture("lora-basic").specs, model: model)
         #expect(throws: AdapterError.self) { try Fusion.write(model: model, adapter: lora, dtype: .q8_0, to: scratch.file("b"), pool: pool) }
         try FileManager.default.createDirectory(atPath: scratch.file("taken"), withIntermediateDirectories: false)
         #expect(throws: AdapterError.self) { try Fusion.write(model: model, adapter: lora, to: scratch.file("taken"), pool: pool) }

@@ -11,6 +11,10 @@ private func adapterReference(_ name: String) throws -> (tokens: String, logits:
     return (try #require(try SafetensorsFile(path: path).metadata["tokens"]), try logitsFile(path))
 }
 
+/// max |Δlogit| of `loraswitch logits` with adapters against the fixture's reference: measured max 1.8e-6
+/// (moe-token-top2 under every strategy; lora-pair 1.5e-6, fused lora-basic 1.7e-6).
+private let adapterTolerance: Float = 1e-5
+
 private func logitsFile(_ path: String) throws -> [Float] {
     let f = try SafetensorsFile(path: path)
     let t = try #require(f.tensor("logits"))
@@ -32,7 +36,7 @@ struct AdapterCLITests {
         let logits = try logitsFile(out)
         #expect(logits.count == expected.count)
         let worst = zip(logits, expected).map { abs($0 - $1) }.max() ?? .infinity
-        #expect(worst <= 1e-4, "\(strategy): max |Δ| \(worst)")
+        #expect(worst <= adapterTolerance, "\(strategy): max |Δ| \(worst)")
     }
 
     @Test func weightedLoRAs() throws {
@@ -42,7 +46,7 @@ struct AdapterCLITests {
                                         "--adapter", adapterPath("lora-basic") + ":0.7", "--adapter", adapterPath("lora-second") + ":-0.3"])
         #expect(result.status == 0, "\(result)")
         let worst = zip(try logitsFile(out), expected).map { abs($0 - $1) }.max() ?? .infinity
-        #expect(worst <= 1e-4, "max |Δ| \(worst)")
+        #expect(worst <= adapterTolerance, "max |Δ| \(worst)")
     }
 
     @Test func generateShowsTheRouting() throws {
@@ -176,7 +180,7 @@ struct AdapterCLITests {
         let out = folder.file("fused.safetensors")
         #expect(try runLoraswitch(["logits", "--model", fused, "--tokens", tokens, "--out", out]).status == 0)
         let worst = zip(try logitsFile(out), expected).map { abs($0 - $1) }.max() ?? .infinity
-        #expect(worst <= 1e-4, "fused: max |Δ| \(worst)")
+        #expect(worst <= adapterTolerance, "fused: max |Δ| \(worst)")
         let unfuse = try runLoraswitch(["unfuse", "--model", fused, "--adapter", adapterPath("lora-basic"), "--out", unfused])
         #expect(unfuse.status == 0, "\(unfuse)")
         #expect(FileManager.default.fileExists(atPath: unfused + "/model.safetensors"))

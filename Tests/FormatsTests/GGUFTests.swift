@@ -125,10 +125,17 @@ struct GGUFFixtureTests {
             let values = (0..<n).map { f.data.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
             var back = [Float](repeating: 0, count: n)
             back.withUnsafeMutableBufferPointer { dequantize(q.data, dtype: dtype, count: n, into: $0.baseAddress!) }
+            // Of the block's largest |value|, measured max: 4.8e-4 f16, 4.2e-3 q8_0 (half a step), 6.7e-2 q4_1 (half a
+            // step), 0.125 q4_0 (a whole step, at the clamp: the most it can be).
+            let bound: Float = switch dtype {
+            case .f16: 2e-3
+            case .q8_0: 1.6e-2
+            default: 1.0 / 6
+            }
             for b in 0..<(n / 32) {
                 let block = values[(32 * b)..<(32 * b + 32)]
                 let amax = block.map(abs).max()!
-                for i in (32 * b)..<(32 * b + 32) where abs(back[i] - values[i]) > amax / 6 + 1e-6 {
+                for i in (32 * b)..<(32 * b + 32) where abs(back[i] - values[i]) > bound * amax {
                     Issue.record("\(name)[\(i)]: \(back[i]) vs \(values[i])")
                     return
                 }
@@ -147,9 +154,10 @@ struct GGUFFixtureTests {
                 }
             }
         }
-        // Ties may round differently (numpy rounds half to even); anything beyond a stray block is a layout bug.
+        // Every block is the same (measured). Ties could round differently (numpy rounds half to even) if the fixtures
+        // were regenerated with other values; none do in these files.
         #expect(blocks > 0)
-        #expect(differingBlocks * 1000 <= blocks, "\(differingBlocks) of \(blocks) blocks differ from gguf-py's")
+        #expect(differingBlocks == 0, "\(differingBlocks) of \(blocks) blocks differ from gguf-py's")
     }
 }
 

@@ -101,7 +101,8 @@ struct LowRankTests {
                 expected += term
                 magnitude += abs(term)
             }
-            #expect(abs(total[q] - expected) <= 1e-6 * magnitude, "\(dtype) rank \(rank) u[\(q)]: \(total[q]) vs \(expected)")
+            // Measured max 9.6e-8 of the magnitude (f16).
+            #expect(abs(total[q] - expected) <= 4e-7 * magnitude, "\(dtype) rank \(rank) u[\(q)]: \(total[q]) vs \(expected)")
         }
     }
 }

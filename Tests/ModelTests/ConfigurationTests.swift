@@ -119,7 +119,7 @@ struct ConfigurationTests {
         #expect(try decode(json("llama", #""rope_scaling": {"rope_type": "default"}"#)).ropeScaling == nil)
     }
 
-    @Test(arguments: modelFixtureNames().filter { !$0.hasSuffix(".gguf") })
+    @Test(arguments: try modelFixtureNames().filter { !$0.hasSuffix(".gguf") })
     func encodingRoundTrips(name: String) throws {
         let c = try ModelConfiguration.load(path: modelPath(name) + "/config.json")
         let data = try JSONEncoder().encode(c)

@@ -32,7 +32,7 @@ struct RopeFrequencyTests {
         #expect(f.count == 8)
         for i in 0..<8 {
             let expected = 1 / pow(10000.0, Double(2 * i) / 16)
-            #expect(abs(Double(f[i]) - expected) <= 1e-7 * expected)
+            #expect(abs(Double(f[i]) - expected) <= 2e-7 * expected) // measured max 5.4e-8 (float32 rounding)
         }
     }
 
@@ -42,7 +42,7 @@ struct RopeFrequencyTests {
         let base = c.inverseFrequencies()
         c.ropeScaling = .linear(factor: 2.5)
         let scaled = c.inverseFrequencies()
-        for i in base.indices { #expect(abs(scaled[i] - base[i] / 2.5) <= 1e-7 * base[i]) }
+        for i in base.indices { #expect(scaled[i] == base[i] / 2.5) } // a float32 division, as transformers does
     }
 
     @Test func llama3OfTheFixture() throws {
@@ -56,11 +56,12 @@ struct RopeFrequencyTests {
         let got = c.inverseFrequencies()
         #expect(got.count == 16)
         for i in got.indices {
-            #expect(abs(Double(got[i]) - expected[i]) <= 1e-6 * expected[i], "frequency \(i): \(got[i]) vs \(expected[i])")
+            // Measured max 2.0e-8 here, 4.3e-8 in llama3 below (float32 rounding of the float64 formula).
+            #expect(abs(Double(got[i]) - expected[i]) <= 2e-7 * expected[i], "frequency \(i): \(got[i]) vs \(expected[i])")
         }
         // The fixture was chosen so that all three regimes occur: 1 kept, 2 smoothed, 13 divided by the factor.
         let kept = (0..<16).filter { got[$0] == base[$0] }.count
-        let divided = (0..<16).filter { abs(Double(got[$0]) - Double(base[$0]) / factor) <= 1e-6 * Double(base[$0]) }.count
+        let divided = (0..<16).filter { Double(got[$0]) == Double(base[$0]) / factor }.count // factor 8: exact
         #expect(kept == 1 && divided == 13 && 16 - kept - divided == 2, "kept \(kept), divided \(divided)")
     }
 
@@ -75,7 +76,7 @@ struct RopeFrequencyTests {
         let expected = transformersLlama3(base: base, factor: factor, low: low, high: high, original: original)
         let got = c.inverseFrequencies()
         for i in got.indices {
-            #expect(abs(Double(got[i]) - expected[i]) <= 1e-6 * expected[i], "frequency \(i)")
+            #expect(abs(Double(got[i]) - expected[i]) <= 2e-7 * expected[i], "frequency \(i)") // measured max 4.3e-8
         }
     }
 }
@@ -102,15 +103,27 @@ struct RandomModelTests {
         #expect(try allLogits(again, Self.tokens) == logits)
         let other = try LanguageModel.random(configuration: Self.tiny, dtype: dtype, seed: 8, pool: pool)
         #expect(try allLogits(other, Self.tokens) != logits)
-        // Every dtype stores the same random values, rounded: the logits stay near the f32 model's.
+        // Every dtype stores the same random values, rounded: the logits stay near the f32 model's, by a fraction of
+        // the largest that is per dtype (measured max 3.8e-4 f16, 3.0e-3 bf16, 7.7e-3 q8_0, 0.128 q4_0, 0.135 q4_1).
         let f32 = try allLogits(try LanguageModel.random(configuration: Self.tiny, dtype: .f32, seed: 7, pool: pool), Self.tokens)
         let scale = f32.map(abs).max()!
-        let allowed: Float = dtype.isQuantized ? (dtype == .q8_0 ? 0.05 : 0.3) : 0.02
+        let allowed: Float = switch dtype {
+        case .f32: 0
+        case .f16: 1.5e-3
+        case .bf16: 1e-2
+        case .q8_0: 3e-2
+        case .q4_0, .q4_1: 0.4
+        }
         #expect(maxAbsDifference(logits, f32) <= allowed * scale, "\(dtype): \(maxAbsDifference(logits, f32)) vs scale \(scale)")
-        // Decode agrees with one pass (4-bit weights decode with 16-bit activations: IntegerDot.swift).
+        // Decode agrees with one pass (measured max 1.3e-7 float types, 6.3e-7 q8_0's block kernels, 1.7e-5 4-bit
+        // weights, which decode with 16-bit activations: IntegerDot.swift), threads 1–3.
         let session = InferenceSession(model: model, pool: pool)
         let v = 96
-        let decodeAllowed: Float = dtype == .q4_0 || dtype == .q4_1 ? 1e-4 : 1e-5
+        let decodeAllowed: Float = switch dtype {
+        case .f32, .f16, .bf16: 5e-7
+        case .q8_0: 2.5e-6
+        case .q4_0, .q4_1: 6e-5
+        }
         for (i, t) in Self.tokens.enumerated() {
             let row = Array(try session.decode(t))
             #expect(maxAbsDifference(row, logits[(i * v)..<((i + 1) * v)]) <= decodeAllowed)
@@ -141,7 +154,7 @@ struct RandomModelTests {
 
     /// Block types need rows of whole blocks: a size that is not is an error, not a trap.
     @Test(arguments: [DType.q8_0, .q4_0, .q4_1])
-    func sizesThatAreNotWholeBlocks(dtype: DType) {
+    func sizesThatAreNotWholeBlocks(dtype: DType) throws {
         var c = Self.tiny
         c.hiddenSize = 48
         c.headDim = 12
@@ -150,7 +163,9 @@ struct RandomModelTests {
         var d = Self.tiny
         d.intermediateSize = 80
         #expect(modelError { _ = try LanguageModel.random(configuration: d, dtype: dtype, pool: ThreadPool(threads: 1)) } != nil)
-        // The float types take any size.
-        _ = try? LanguageModel.random(configuration: c, dtype: .f16, pool: ThreadPool(threads: 1))
+        // The float types take any size, and run.
+        let f16 = try LanguageModel.random(configuration: c, dtype: .f16, pool: ThreadPool(threads: 1))
+        #expect(f16.configuration.hiddenSize == 48 && f16.weights.layers[0].q.weight.cols == 48)
+        #expect(try allLogits(f16, Self.tokens).allSatisfy { $0.isFinite })
     }
 }

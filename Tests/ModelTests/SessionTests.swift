@@ -9,15 +9,16 @@ import Kernels
 private let sessionFixtures = ["llama-gqa", "mistral", "qwen2", "llama-headdim", "llama-rope-llama3", "llama-bias",
                                "llama-f16", "llama-q8_0.gguf", "llama-q4_1.gguf", "qwen2-f32.gguf"]
 
-/// Positions of a prefill / decode run must match the one-pass logits this closely. Float weights: 1e-5. Block-
-/// quantized weights decode through the block kernels (matvec), whose rounding differs from the dequantize + sgemm
-/// of a batch by up to ~2e-6 of Σ|w·x| per product: measured 1.6e-5 on logits of magnitude ≤ 5, so 5e-5 there.
-/// Prefill runs float products; decoding 4-bit weights uses 16-bit activations (Kernels/IntegerDot.swift), which
-/// move its logits by up to a few 1e-4 from the float path's.
+/// Positions of a prefill / decode run must match the one-pass logits this closely (measured over threads 1–3).
+/// Float weights: measured max 5.5e-6 (qwen2, qwen2-f32.gguf). Q8_0 weights decode through the block kernels
+/// (matvec), whose rounding differs from the dequantize + sgemm of a batch: 1.8e-5 (llama-q8_0.gguf). Prefill runs
+/// float products; decoding 4-bit weights uses 16-bit activations (Kernels/IntegerDot.swift): 2.8e-4
+/// (llama-q4_1.gguf).
 private func incrementalTolerance(_ name: String) -> Float {
-    ["q4_0", "q4_1"].contains { name.contains($0) } ? 5e-4 : name.contains("q8_0") ? 5e-5 : 1e-5
+    ["q4_0", "q4_1"].contains { name.contains($0) } ? 1e-3 : name.contains("q8_0") ? 6e-5 : 2e-5
 }
-private let incrementalTolerance: Float = 1e-5
+/// The float fixtures' (mistral, llama-gqa, qwen2) in the tests below: measured max 5.5e-6 (qwen2, two sessions).
+private let incrementalTolerance: Float = 2e-5
 
 @Suite("InferenceSession")
 struct SessionTests {
@@ -147,7 +148,8 @@ struct SessionTests {
         #expect(session.position == 0, "a refused call changes nothing")
         // The session still works, and from position 0.
         let logits = Array(try session.decode(tokens[0]))
-        #expect(maxAbsDifference(logits, try allLogits(model, [tokens[0]])) <= incrementalTolerance)
+        // One token either way, through the same matrix-vector products: bit for bit (measured 0).
+        #expect(logits == (try allLogits(model, [tokens[0]])))
         let message = ModelError.tokenOutOfRange(model: "m", token: 999, vocabularySize: v).errorDescription ?? ""
         #expect(message.contains("999") && message.contains("\(v)"))
     }

@@ -18,7 +18,7 @@ struct StrictLoadingTests {
         let copy = try editedCopy(of: "llama-gqa", in: folder) { _ in }
         let expected = try Expected("llama-gqa")
         let logits = try allLogits(try load(copy), expected.tokens)
-        #expect(maxAbsDifference(logits, expected.logits) <= 1e-4)
+        #expect(maxAbsDifference(logits, expected.logits) <= transformersTolerance)
     }
 
     @Test func missingTensor() throws {
@@ -116,7 +116,7 @@ struct StrictLoadingTests {
             $0.append(OwnedTensor(name: "lm_head.weight", dtype: embedding.dtype, shape: embedding.shape, bytes: embedding.bytes))
         }
         let expected = try Expected("llama-headdim")
-        #expect(maxAbsDifference(try allLogits(try load(good), expected.tokens), expected.logits) <= 1e-4)
+        #expect(maxAbsDifference(try allLogits(try load(good), expected.tokens), expected.logits) <= transformersTolerance)
         // With another shape it is an error.
         let bad = try editedCopy(of: "llama-headdim", in: folder) {
             $0.append(OwnedTensor(name: "lm_head.weight", dtype: .f32, shape: [32, 128], bytes: embedding.bytes))
@@ -142,7 +142,8 @@ struct StrictLoadingTests {
         }
         let expected = try Expected("llama-gqa")
         let delta = maxAbsDifference(try allLogits(try load(copy), expected.tokens), expected.logits)
-        #expect(delta > 0 && delta <= 0.1, "rounded weights change the logits a little: \(delta)")
+        // Measured 8.0e-3.
+        #expect(delta > 0 && delta <= 0.03, "rounded weights change the logits a little: \(delta)")
     }
 
     @Test func notAModel() throws {
