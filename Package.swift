@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: swiftFlags),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TestSupport"], swiftSettings: swiftFlags),
-        .testTarget(name: "TextTests", dependencies: ["Text"], swiftSettings: swiftFlags),
+        .testTarget(name: "TextTests", dependencies: ["Text", "Formats", "TestSupport"], swiftSettings: swiftFlags),
         .testTarget(name: "ModelTests", dependencies: ["Model", "TestSupport"], swiftSettings: swiftFlags),
         .testTarget(name: "AdaptersTests", dependencies: ["Adapters", "TestSupport", "AllocationCounter"],
                     swiftSettings: swiftFlags),

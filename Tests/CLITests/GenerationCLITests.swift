@@ -87,6 +87,15 @@ struct GenerationCLITests {
         #expect(bad.status == 1 && bad.stderrLines.count == 1, "\(bad)")
     }
 
+    @Test func malformedEOSIdIsOneLineAndExit1() throws {
+        let model = try folder.copy(tokenizersFolder.appendingPathComponent("bytelevel-gpt2").path, as: "bad-eos")
+        try folder.write("bad-eos/generation_config.json", #"{"eos_token_id": "<|endoftext|>"}"#)
+        let result = try runLoraswitch(["tokenize", "--model", model, "--text", "hi"])
+        #expect(result.exitedNormally && result.status == 1 && result.stdout.isEmpty, "\(result)")
+        #expect(result.stderrLines.count == 1, "\(result)")
+        #expect(result.stderr.contains(model + "/generation_config.json") && result.stderr.contains("'eos_token_id'"), "\(result)")
+    }
+
     @Test func chatThroughAPipe() throws {
         let model = try chatModel(in: folder)
         let result = try runLoraswitch(["chat", "--model", model, "--temperature", "0", "--max-tokens", "8"],

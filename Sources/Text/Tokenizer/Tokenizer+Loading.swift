@@ -5,21 +5,27 @@ extension Tokenizer {
     // MARK: - Hugging Face folders
 
     /// Reads `tokenizer.json` of a model folder, with `tokenizer_config.json` (BOS/EOS behaviour, chat template)
-    /// and the EOS ids of `generation_config.json` / `config.json` where present.
+    /// and the EOS ids of `generation_config.json` / `config.json` where present. A file that is there is read in
+    /// full: a malformed key it has is an error naming the file and key, never a value silently left out.
     public static func load(folder: String) throws -> Tokenizer {
-        let path = (folder as NSString).appendingPathComponent("tokenizer.json")
+        func file(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
+        let path = file("tokenizer.json")
         let json: TokenizerJSON = try readJSON(path)
-        let configPath = (folder as NSString).appendingPathComponent("tokenizer_config.json")
+        let configPath = file("tokenizer_config.json")
         let config: TokenizerConfigJSON? = FileManager.default.fileExists(atPath: configPath) ? try readJSON(configPath) : nil
-        var extraEOS: [Int] = []
-        for name in ["generation_config.json", "config.json"] {
-            let p = (folder as NSString).appendingPathComponent(name)
-            if FileManager.default.fileExists(atPath: p), let ids: EOSIdsJSON = try? readJSON(p) { extraEOS += ids.ids }
+        var extraEOS: [(file: String, ids: [Int])] = []
+        for p in [file("generation_config.json"), file("config.json")] where FileManager.default.fileExists(atPath: p) {
+            let eos: EOSIdsJSON = try readJSON(p)
+            extraEOS.append((p, eos.ids))
         }
-        return try Tokenizer(json: json, config: config, extraEOS: extraEOS, path: path)
+        return try Tokenizer(json: json, config: config.map { ($0, configPath) }, extraEOS: extraEOS, path: path)
     }
 
-    convenience init(json: TokenizerJSON, config: TokenizerConfigJSON?, extraEOS: [Int], path: String) throws {
+    /// `config` with the path of the tokenizer_config.json it was read from; `extraEOS` the `eos_token_id`s of
+    /// each file that has them.
+    convenience init(json: TokenizerJSON, config configFile: (json: TokenizerConfigJSON, path: String)?,
+                     extraEOS: [(file: String, ids: [Int])], path: String) throws {
+        let config = configFile?.json
         func unsupported(_ what: String, _ supported: String) -> TokenizerError {
             .unsupported(file: path, what: what, supported: supported)
         }
@@ -117,19 +123,43 @@ extension Tokenizer {
         }
 
         // BOS/EOS: the post-processor's template, overridden by tokenizer_config.json where it says.
+        // A token these name must be in the vocabulary: one that is not is an error, not a BOS or EOS left out.
+        func vocabularyID(_ piece: String, file: String, key: String) throws -> Int {
+            guard let token = id(piece) else {
+                throw TokenizerError.invalid(file: file, key: key, detail: "'\(piece)' is not a token of \(path)")
+            }
+            return token
+        }
         var bos: Int?, addBOS = false, addEOS = false, eosFromTemplate: Int?
         if let post = json.postProcessor {
             for p in post.flattened where p.type == "TemplateProcessing" {
                 let single = p.single ?? []
-                if let first = single.first?.specialToken?.id { bos = id(first); addBOS = bos != nil }
-                if single.count > 1, let last = single.last?.specialToken?.id { eosFromTemplate = id(last); addEOS = true }
+                let key = "post_processor.single"
+                if let first = single.first?.specialToken?.id { bos = try vocabularyID(first, file: path, key: key); addBOS = true }
+                if single.count > 1, let last = single.last?.specialToken?.id {
+                    eosFromTemplate = try vocabularyID(last, file: path, key: key)
+                    addEOS = true
+                }
             }
         }
-        if let configBOS = config?.bosToken, let token = id(configBOS) { bos = token }
+        if let configFile, let piece = configFile.json.bosToken {
+            bos = try vocabularyID(piece, file: configFile.path, key: "bos_token")
+        }
         if let flag = config?.addBOSToken { addBOS = flag && bos != nil }
-        var eos = Set(extraEOS.filter { $0 >= 0 && $0 < size })
+        var eos = Set<Int>()
+        for (file, ids) in extraEOS {
+            for token in ids {
+                guard token >= 0 && token < size else {
+                    throw TokenizerError.invalid(file: file, key: "eos_token_id",
+                                                 detail: "token id \(token) is outside the vocabulary of \(path) (0..<\(size))")
+                }
+                eos.insert(token)
+            }
+        }
         var declaredEOS = eosFromTemplate
-        if let configEOS = config?.eosToken, let token = id(configEOS) { declaredEOS = token }
+        if let configFile, let piece = configFile.json.eosToken {
+            declaredEOS = try vocabularyID(piece, file: configFile.path, key: "eos_token")
+        }
         if let id = declaredEOS { eos.insert(id) }
         if let flag = config?.addEOSToken { addEOS = flag && declaredEOS != nil }
 
@@ -138,7 +168,7 @@ extension Tokenizer {
         }
         self.init(algorithm: byteLevel ? .byteLevelBPE : .sentencePieceBPE, table: table, addedTokens: added,
                   merges: merges, scores: nil, bosToken: bos, eosToken: declaredEOS, eosTokens: eos,
-                  unknownToken: model.unkToken.flatMap(id), addBOS: addBOS, addEOS: addEOS,
+                  unknownToken: try model.unkToken.map { try vocabularyID($0, file: path, key: "model.unk_token") }, addBOS: addBOS, addEOS: addEOS,
                   preTokenizer: preTokenizer, normalizeNFC: nfc, addSpacePrefix: prefix, stripLeadingSpace: strip,
                   ignoreMerges: model.ignoreMerges, chatTemplate: config?.chatTemplate)
     }
@@ -163,13 +193,32 @@ extension Tokenizer {
         let path = file.path
         let m = file.metadata
         func key(_ k: String) -> String { "tokenizer.ggml.\(k)" }
-        guard let kind = m[key("model")]?.stringValue else {
+        // A key that is there must have its type: one of another type is an error, not a value left out.
+        func invalid(_ fullKey: String, _ detail: String) -> TokenizerError {
+            .invalid(file: path, key: fullKey, detail: detail)
+        }
+        func string(_ fullKey: String) throws -> String? {
+            guard let v = m[fullKey] else { return nil }
+            guard let s = v.stringValue else { throw invalid(fullKey, "is not a string") }
+            return s
+        }
+        func array(_ k: String) throws -> GGUFArray? {
+            guard let v = m[key(k)] else { return nil }
+            guard let a = v.arrayValue else { throw invalid(key(k), "is not an array") }
+            return a
+        }
+        func flag(_ k: String) throws -> Bool? {
+            guard let v = m[key(k)] else { return nil }
+            guard case .bool(let b) = v else { throw invalid(key(k), "is not a boolean") }
+            return b
+        }
+        guard let kind = try string(key("model")) else {
             throw TokenizerError.invalid(file: path, key: key("model"), detail: "required key is missing (the file has no vocabulary)")
         }
         guard kind == "gpt2" || kind == "llama" else {
             throw TokenizerError.unsupported(file: path, what: "tokenizer model '\(kind)'", supported: "gpt2, llama")
         }
-        guard let tokenArray = m[key("tokens")]?.arrayValue, !tokenArray.isEmpty else {
+        guard let tokenArray = try array("tokens"), !tokenArray.isEmpty else {
             throw TokenizerError.invalid(file: path, key: key("tokens"), detail: "required list of token texts is missing")
         }
         var pieces: [String] = []
@@ -180,11 +229,14 @@ extension Tokenizer {
         }
         let n = pieces.count
         var types = [Int](repeating: 1, count: n)
-        if let typeArray = m[key("token_type")]?.arrayValue {
+        if let typeArray = try array("token_type") {
             guard typeArray.count == n else {
                 throw TokenizerError.invalid(file: path, key: key("token_type"), detail: "\(typeArray.count) entries for \(n) tokens")
             }
-            for (i, v) in typeArray.enumerated() { types[i] = v.intValue ?? 1 }
+            for (i, v) in typeArray.enumerated() {
+                guard let type = v.intValue else { throw invalid(key("token_type"), "element \(i) is not an integer") }
+                types[i] = type
+            }
         }
         func tokenID(_ k: String) throws -> Int? {
             guard let v = m[key(k)] else { return nil }
@@ -195,7 +247,6 @@ extension Tokenizer {
         }
         let bos = try tokenID("bos_token_id"), eos = try tokenID("eos_token_id")
         let eot = try tokenID("eot_token_id"), unk = try tokenID("unknown_token_id")
-        func flag(_ k: String) -> Bool? { if case .bool(let b)? = m[key(k)] { return b } else { return nil } }
 
         // Unknown (2), control (3) and user-defined (4) tokens are matched in the text first, as llama.cpp does.
         let added = (0..<n).filter { types[$0] == 2 || types[$0] == 3 || types[$0] == 4 }
@@ -207,16 +258,17 @@ extension Tokenizer {
         var eog = Set([eos, eot].compactMap { $0 })
         for t in added where t.special && endNames.contains(t.content) { eog.insert(t.id) }
 
-        let template = m["tokenizer.chat_template"]?.stringValue
+        let template = try string("tokenizer.chat_template")
+        let addBOS = try flag("add_bos_token"), addEOS = try flag("add_eos_token")
         if kind == "gpt2" {
-            let pre = m[key("pre")]?.stringValue ?? "default"
+            let pre = try string(key("pre")) ?? "default"
             guard let preTokenizer = Self.ggufPreTokenizers[pre] else {
                 throw TokenizerError.unsupported(file: path, what: "pre-tokenizer '\(pre)'",
                                                  supported: Self.ggufPreTokenizers.keys.sorted().joined(separator: ", "))
             }
             func id(_ piece: String) -> Int? { table.id(piece).map(Int.init) }
             var merges: [UInt64: (rank: Int32, result: Int32)] = [:]
-            if let mergeArray = m[key("merges")]?.arrayValue {
+            if let mergeArray = try array("merges") {
                 merges.reserveCapacity(mergeArray.count)
                 for (rank, v) in mergeArray.enumerated() {
                     guard let line = v.stringValue, let space = line.firstIndex(of: " "),
@@ -230,24 +282,27 @@ extension Tokenizer {
             }
             self.init(algorithm: .byteLevelBPE, table: table, addedTokens: added, merges: merges, scores: nil,
                       bosToken: bos, eosToken: eos, eosTokens: eog, unknownToken: unk,
-                      addBOS: (flag("add_bos_token") ?? false) && bos != nil,
-                      addEOS: (flag("add_eos_token") ?? false) && eos != nil, preTokenizer: preTokenizer,
+                      addBOS: (addBOS ?? false) && bos != nil,
+                      addEOS: (addEOS ?? false) && eos != nil, preTokenizer: preTokenizer,
                       normalizeNFC: false, addSpacePrefix: false, stripLeadingSpace: false, ignoreMerges: pre == "llama-bpe" || pre == "llama3",
                       chatTemplate: template)
         } else {
             var scores = [Float](repeating: 0, count: n)
-            if let scoreArray = m[key("scores")]?.arrayValue {
+            if let scoreArray = try array("scores") {
                 guard scoreArray.count == n else {
                     throw TokenizerError.invalid(file: path, key: key("scores"), detail: "\(scoreArray.count) entries for \(n) tokens")
                 }
-                for (i, v) in scoreArray.enumerated() { scores[i] = Float(v.doubleValue ?? 0) }
+                for (i, v) in scoreArray.enumerated() {
+                    guard let score = v.doubleValue else { throw invalid(key("scores"), "element \(i) is not a number") }
+                    scores[i] = Float(score)
+                }
             }
             self.init(algorithm: .sentencePieceScores, table: table, addedTokens: added, merges: nil,
                       scores: scores,
                       bosToken: bos, eosToken: eos, eosTokens: eog, unknownToken: unk,
-                      addBOS: (flag("add_bos_token") ?? true) && bos != nil,
-                      addEOS: (flag("add_eos_token") ?? false) && eos != nil, preTokenizer: nil, normalizeNFC: false,
-                      addSpacePrefix: flag("add_space_prefix") ?? true, stripLeadingSpace: true, ignoreMerges: false,
+                      addBOS: (addBOS ?? true) && bos != nil,
+                      addEOS: (addEOS ?? false) && eos != nil, preTokenizer: nil, normalizeNFC: false,
+                      addSpacePrefix: try flag("add_space_prefix") ?? true, stripLeadingSpace: true, ignoreMerges: false,
                       chatTemplate: template)
         }
     }

@@ -67,16 +67,21 @@ struct ModelJSON: Decodable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         type = try c.decodeIfPresent(String.self, forKey: .type)
         vocab = try c.decode([String: Int].self, forKey: .vocab)
-        // Merges are "a b" strings (tokenizers < 0.20) or ["a", "b"] pairs.
-        if let strings = try? c.decode([String].self, forKey: .merges) {
+        // Merges are "a b" strings (tokenizers < 0.20) or ["a", "b"] pairs; anything else is an error.
+        if try !c.hasValue(.merges) {
+            merges = []
+        } else if let strings = try? c.decode([String].self, forKey: .merges) {
             merges = try strings.map { line in
                 guard let space = line.firstIndex(of: " ") else {
                     throw DecodingError.dataCorruptedError(forKey: .merges, in: c, debugDescription: "merge '\(line)' is not two tokens")
                 }
                 return [String(line[..<space]), String(line[line.index(after: space)...])]
             }
+        } else if let pairs = try? c.decode([[String]].self, forKey: .merges) {
+            merges = pairs
         } else {
-            merges = try c.decodeIfPresent([[String]].self, forKey: .merges) ?? []
+            throw DecodingError.dataCorruptedError(forKey: .merges, in: c,
+                                                   debugDescription: "is neither a list of \"a b\" strings nor a list of [a, b] pairs")
         }
         byteFallback = try c.decodeIfPresent(Bool.self, forKey: .byteFallback) ?? false
         unkToken = try c.decodeIfPresent(String.self, forKey: .unkToken)
@@ -118,7 +123,7 @@ struct ComponentJSON: Decodable {
             ?? c.decodeIfPresent([ComponentJSON].self, forKey: .decoders)
             ?? c.decodeIfPresent([ComponentJSON].self, forKey: .processors)
         pattern = try c.decodeIfPresent(PatternJSON.self, forKey: .pattern)
-        content = try? c.decodeIfPresent(String.self, forKey: .content)
+        content = try c.decodeIfPresent(String.self, forKey: .content)
         prepend = try c.decodeIfPresent(String.self, forKey: .prepend)
         replacement = try c.decodeIfPresent(String.self, forKey: .replacement)
         prependScheme = try c.decodeIfPresent(String.self, forKey: .prependScheme)
@@ -155,7 +160,8 @@ struct TemplatePieceJSON: Decodable {
     enum CodingKeys: String, CodingKey { case specialToken = "SpecialToken", sequence = "Sequence" }
 }
 
-/// The keys of tokenizer_config.json we use.
+/// The keys of tokenizer_config.json we use. A key that is missing or null is absent; one of another form is an
+/// error (a dropped `eos_token` or `chat_template` would let generation run past the end of a turn).
 struct TokenizerConfigJSON: Decodable {
     var addBOSToken: Bool?
     var addEOSToken: Bool?
@@ -168,15 +174,18 @@ struct TokenizerConfigJSON: Decodable {
         case eosToken = "eos_token", chatTemplate = "chat_template"
     }
 
-    /// A special token written as a string or as `{"content": "..."}`.
+    /// A special token written as a string or as `{"content": "..."}` (an AddedToken as transformers saves it).
     private struct TokenSpelling: Decodable {
         var content: String
+        private enum Keys: String, CodingKey { case content }
         init(from decoder: Decoder) throws {
-            if let s = try? decoder.singleValueContainer().decode(String.self) {
+            if let object = try? decoder.container(keyedBy: Keys.self) {
+                content = try object.decode(String.self, forKey: .content)
+            } else if let s = try? decoder.singleValueContainer().decode(String.self) {
                 content = s
             } else {
-                struct Object: Decodable { var content: String }
-                content = try Object(from: decoder).content
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                        debugDescription: "is neither a string nor {\"content\": \"...\"}"))
             }
         }
     }
@@ -188,23 +197,39 @@ struct TokenizerConfigJSON: Decodable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         addBOSToken = try c.decodeIfPresent(Bool.self, forKey: .addBOSToken)
         addEOSToken = try c.decodeIfPresent(Bool.self, forKey: .addEOSToken)
-        bosToken = try? c.decodeIfPresent(TokenSpelling.self, forKey: .bosToken)?.content
-        eosToken = try? c.decodeIfPresent(TokenSpelling.self, forKey: .eosToken)?.content
-        if let s = try? c.decodeIfPresent(String.self, forKey: .chatTemplate) {
+        bosToken = try c.decodeIfPresent(TokenSpelling.self, forKey: .bosToken)?.content
+        eosToken = try c.decodeIfPresent(TokenSpelling.self, forKey: .eosToken)?.content
+        if try !c.hasValue(.chatTemplate) {
+            chatTemplate = nil
+        } else if let s = try? c.decode(String.self, forKey: .chatTemplate) {
             chatTemplate = s
-        } else if let list = try? c.decodeIfPresent([NamedTemplate].self, forKey: .chatTemplate) {
-            chatTemplate = list.first(where: { $0.name == "default" })?.template ?? list.first?.template
+        } else if let list = try? c.decode([NamedTemplate].self, forKey: .chatTemplate), !list.isEmpty {
+            chatTemplate = (list.first { $0.name == "default" } ?? list[0]).template
+        } else {
+            throw DecodingError.dataCorruptedError(forKey: .chatTemplate, in: c, debugDescription:
+                "is neither a string nor a non-empty list of {\"name\": ..., \"template\": ...}")
         }
     }
 }
 
-/// `eos_token_id` of config.json / generation_config.json: one id or a list.
+/// `eos_token_id` of config.json / generation_config.json: one id or a list of ids; missing or null is none.
 struct EOSIdsJSON: Decodable {
     var ids: [Int] = []
     enum CodingKeys: String, CodingKey { case eosTokenId = "eos_token_id" }
     init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        guard try c.hasValue(.eosTokenId) else { return }
         if let one = try? c.decode(Int.self, forKey: .eosTokenId) { ids = [one] }
         else if let many = try? c.decode([Int].self, forKey: .eosTokenId) { ids = many }
+        else {
+            throw DecodingError.dataCorruptedError(forKey: .eosTokenId, in: c,
+                                                   debugDescription: "is neither a token id nor a list of token ids")
+        }
     }
+}
+
+extension KeyedDecodingContainer {
+    /// Whether `key` is present with a value other than null: the test before trying a key's alternative forms,
+    /// so that when none of them matches it is an error rather than a missing key.
+    func hasValue(_ key: Key) throws -> Bool { try contains(key) && !decodeNil(forKey: key) }
 }
