@@ -85,7 +85,7 @@ def moe_weights(cfg: dict, model_cfg, seed: int, b_std: float, router_std: float
     t = {}
     if cfg["routing"] == "token":
         t["base_model.model.router.weight"] = router_std * torch.randn(n, hidden, generator=gen) / math.sqrt(hidden)
-    for layer in range(model_cfg.num_hidden_layers):
+    for layer in adapted_layers(cfg, model_cfg):
         for m in cfg["target_modules"]:
             fin, fout = dims[m]
             pre = f"base_model.model.{module_path(layer, m)}"
@@ -97,14 +97,23 @@ def moe_weights(cfg: dict, model_cfg, seed: int, b_std: float, router_std: float
     return {k: v.numpy().astype(np.float32) for k, v in t.items()}
 
 
+def adapted_layers(cfg: dict, model_cfg) -> list[int]:
+    """The layers an adapter changes: `layers_to_transform` (PEFT's key) or all of them."""
+    layers = cfg.get("layers_to_transform") or range(model_cfg.num_hidden_layers)
+    return sorted(layers)
+
+
 def attach_moe(model: torch.nn.Module, cfg: dict, tensors: dict[str, np.ndarray]) -> RoutingState:
     """Wrap the target Linears of an HF llama in MoELoRALinear, in place. For token routing, a
-    forward hook on layer 0's input_layernorm routes its output (the normalized input of layer 0,
-    the vector that feeds layer 0's q/k/v) once per token, before any adapted module runs."""
+    forward hook on layer L's input_layernorm (L = `router_layer`, default 0) routes its output
+    (the normalized input of layer L, the vector that feeds layer L's q/k/v) once per token, before
+    any adapted module runs (adapted layers are >= L)."""
     state = RoutingState()
     n, k, scale = cfg["num_experts"], cfg["top_k"], cfg["lora_alpha"] / cfg["r"]
     T = lambda name: torch.from_numpy(tensors[name])
-    for layer in range(model.config.num_hidden_layers):
+    router_layer = cfg.get("router_layer", 0)
+    assert min(adapted_layers(cfg, model.config)) >= router_layer, "adapted layers must be >= router_layer"
+    for layer in adapted_layers(cfg, model.config):
         for m in cfg["target_modules"]:
             path = module_path(layer, m)
             pre = f"base_model.model.{path}"
@@ -119,24 +128,32 @@ def attach_moe(model: torch.nn.Module, cfg: dict, tensors: dict[str, np.ndarray]
 
         def hook(mod, args, out):
             state.ids, state.gates = route(out, router, k, state.gaps, state.renormalize)
-        model.model.layers[0].input_layernorm.register_forward_hook(hook)
+        model.model.layers[router_layer].input_layernorm.register_forward_hook(hook)
     return state
 
 
 def merged_decode_logits(base: torch.nn.Module, cfg: dict, tensors: dict[str, np.ndarray],
                          tokens: list[int]) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """Independent second reference for TOKEN routing (LoRA-Switch's own algorithm): compute each
-    token's decision directly from RMSNorm(embedding) of layer 0, then decode token by token with a
-    KV cache, before each token rebuilding every adapted weight from the pristine base as
-    W + sum_j g_j * scale * B_j @ A_j. Returns logits [T, vocab], ids [T, k], gates [T, k]."""
+    token's decision directly from RMSNorm(h) with layer L's norm, h = the embedding for L = 0
+    (`router_layer`), else the base model's residual stream entering layer L (the layers below L
+    are not adapted); then decode token by token with a KV cache, before each token rebuilding every
+    adapted weight from the pristine base as W + sum_j g_j * scale * B_j @ A_j.
+    Returns logits [T, vocab], ids [T, k], gates [T, k]."""
     model = copy.deepcopy(base)
     n, k, scale = cfg["num_experts"], cfg["top_k"], cfg["lora_alpha"] / cfg["r"]
-    norm = model.model.layers[0].input_layernorm
-    emb = model.model.embed_tokens.weight.detach()[torch.tensor(tokens)]
-    x0 = emb * torch.rsqrt(emb.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon) * norm.weight.detach()
+    router_layer = cfg.get("router_layer", 0)
+    norm = model.model.layers[router_layer].input_layernorm
+    if router_layer == 0:
+        h = model.model.embed_tokens.weight.detach()[torch.tensor(tokens)]
+    else:
+        with torch.no_grad():
+            h = model(input_ids=torch.tensor([tokens]), output_hidden_states=True,
+                      use_cache=False).hidden_states[router_layer][0]
+    x0 = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon) * norm.weight.detach()
     ids, gates = route(x0, torch.from_numpy(tensors["base_model.model.router.weight"]), k, [])
     pristine = {module_path(l, m): get_module(model, module_path(l, m)).weight.detach().clone()
-                for l in range(model.config.num_hidden_layers) for m in cfg["target_modules"]}
+                for l in adapted_layers(cfg, model.config) for m in cfg["target_modules"]}
     rows, cache = [], None
     with torch.no_grad():
         for t, tok in enumerate(tokens):
@@ -155,14 +172,23 @@ def merged_decode_logits(base: torch.nn.Module, cfg: dict, tensors: dict[str, np
     return np.stack(rows).astype(np.float32), ids, gates
 
 
-def moe_config(routing: str, n: int, k: int, targets: list[str], base_rel: str) -> dict:
-    return {"peft_type": "MOE_LORA", "routing": routing, "num_experts": n, "top_k": k, "r": 4,
-            "lora_alpha": 8, "target_modules": list(targets), "router_aux_loss_coef": 0.01,
-            "base_model_name_or_path": base_rel}
+def moe_config(routing: str, n: int, k: int, targets: list[str], base_rel: str,
+               router_layer: int | None = None, layers: list[int] | None = None) -> dict:
+    """Our MoE-LoRA adapter_config.json. `layers_to_transform` (PEFT's key) and `router_layer`
+    (token routing: the layer whose normalized input the router reads; default 0) are written
+    only when given."""
+    cfg = {"peft_type": "MOE_LORA", "routing": routing, "num_experts": n, "top_k": k, "r": 4,
+           "lora_alpha": 8, "target_modules": list(targets)}
+    if layers is not None:
+        cfg["layers_to_transform"] = list(layers)
+    if router_layer is not None:
+        cfg["router_layer"] = router_layer
+    cfg.update({"router_aux_loss_coef": 0.01, "base_model_name_or_path": base_rel})
+    return cfg
 
 
-def write_moe_folder(name: str, cfg: dict, tensors: dict[str, np.ndarray]) -> Path:
-    folder = ADAPTERS / name
+def write_moe_folder(name: str, cfg: dict, tensors: dict[str, np.ndarray], root: Path = ADAPTERS) -> Path:
+    folder = root / name
     folder.mkdir(parents=True)
     (folder / "adapter_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     mf.write_safetensors(folder / "adapter_model.safetensors", tensors, {"format": "pt"})
@@ -175,11 +201,13 @@ MOE_SOURCE = (f"reference MoE-LoRA in scripts/make_adapter_fixtures.py (MoELoRAL
 
 
 def make_one_moe(name: str, base: torch.nn.Module, base_rel: str, tokens: list[int], routing: str,
-                 k: int, targets: list[str], seed: int, tests: str) -> tuple[dict, dict]:
+                 k: int, targets: list[str], seed: int, tests: str, router_layer: int | None = None,
+                 layers: list[int] | None = None) -> tuple[dict, dict]:
     base_logits = mf.forward_logits(base, tokens)
+    n_layers = len(layers) if layers is not None else base.config.num_hidden_layers
     for attempt in range(50):   # first seed whose decisions have no near-ties (deterministic)
         s = seed + 1000 * attempt
-        cfg = moe_config(routing, 4, k, targets, base_rel)
+        cfg = moe_config(routing, 4, k, targets, base_rel, router_layer, layers)
         tensors = moe_weights(cfg, base.config, s, b_std=MOE_B_STD, router_std=2.0)
         model = copy.deepcopy(base)
         state = attach_moe(model, cfg, tensors)
@@ -187,15 +215,15 @@ def make_one_moe(name: str, base: torch.nn.Module, base_rel: str, tokens: list[i
         if routing == "token":
             ids, gates = state.ids[0], state.gates[0]
         else:
-            ids, gates = state.log[module_path(0, "q_proj")]
+            ids, gates = state.log[module_path(adapted_layers(cfg, base.config)[0], "q_proj")]
             ids, gates = ids[0], gates[0]
         top1 = len(set(ids[:, 0].tolist()))
         if min(state.gaps) > TIE_GAP and top1 >= 3:
             break
     else:
         raise AssertionError(f"{name}: no seed without near-ties")
-    n_decisions = len(tokens) * (1 if routing == "token" else len(targets) * base.config.num_hidden_layers)
-    assert len(state.gaps) == (1 if routing == "token" else len(targets) * base.config.num_hidden_layers)
+    n_decisions = len(tokens) * (1 if routing == "token" else len(targets) * n_layers)
+    assert len(state.gaps) == (1 if routing == "token" else len(targets) * n_layers)
     gaps_first_pass = list(state.gaps)
     extra = f"seed {s}, {n_decisions} decisions, min prob gap {min(gaps_first_pass):.2e}, {top1} distinct top-1 experts"
 
@@ -226,6 +254,12 @@ def make_one_moe(name: str, base: torch.nn.Module, base_rel: str, tokens: list[i
         diff = float(np.abs(mf.forward_logits(wm, tokens) - logits).max())
         assert diff > 0.05, (name, "q/k permutation", diff)
         extra += f", vs q/k lora_B not permuted {diff:.2f}"
+    if cfg.get("router_layer"):   # a router that (wrongly) reads layer 0 routes visibly otherwise
+        wm = copy.deepcopy(base)
+        attach_moe(wm, {k_: v for k_, v in cfg.items() if k_ != "router_layer"}, tensors)
+        diff = float(np.abs(mf.forward_logits(wm, tokens) - logits).max())
+        assert diff > 0.05, (name, "router_layer", diff)
+        extra += f", vs router on layer 0 {diff:.2f}"
     if routing == "token":
         ref, ids2, gates2 = merged_decode_logits(base, cfg, tensors, tokens)
         assert torch.equal(ids2, ids) and torch.allclose(gates2, gates, atol=1e-6), name
@@ -235,7 +269,8 @@ def make_one_moe(name: str, base: torch.nn.Module, base_rel: str, tokens: list[i
     desc = effect(logits, base_logits, name) + f"; vs dense mixture {routing_effect:.2f}"
     SUMMARY_EXTRA[name] = extra
     write_moe_folder(name, cfg, tensors)
-    src = MOE_SOURCE + ("; token routing from layer 0's input_layernorm output" if routing == "token"
+    src = MOE_SOURCE + (f"; token routing from layer {cfg.get('router_layer', 0)}'s input_layernorm output"
+                        if routing == "token"
                         else "; layer routing: each module routes its own input; routing/gates "
                              "stored for layer 0 q_proj")
     if base_rel.endswith(".gguf"):
@@ -266,6 +301,11 @@ def make_moe_fixtures() -> None:
     make_one_moe("moe-token-top2-q4", q4, "models/llama-q4_1.gguf", TOKENS_256, "token", 2, ALL7, 204,
                  "token-routed MoE-LoRA (HF orientation) on a Q4_1 GGUF llama: the engine must "
                  "permute lora_B rows of q/k (as for the base) and apply the experts unmerged")
+    make_one_moe("moe-token-router1", gqa, "models/llama-gqa", TOKENS_128, "token", 2, ALL7, 206,
+                 "token routing with `router_layer` 1: the one router reads layer 1's normalized input "
+                 "(layer 1's input_layernorm of the residual stream entering layer 1); "
+                 "`layers_to_transform` [1] (adapted layers must be >= router_layer), N 4, top-2, "
+                 "all seven projections of layer 1", router_layer=1, layers=[1])
 
     # --- k. invalid variants of moe-token-top2 (folders only) -------------------------------
     bad = {}

@@ -33,8 +33,8 @@ def make_peft(base: torch.nn.Module, config: LoraConfig, seed: int, b_std: float
     return model.eval()
 
 
-def save_peft(model: PeftModel, name: str, base_rel: str) -> Path:
-    """save_pretrained into adapters/<name>/, keeping adapter_config.json and
+def save_peft(model: PeftModel, name: str, base_rel: str, root: Path = ADAPTERS) -> Path:
+    """save_pretrained into <root>/<name>/ (root: adapters/), keeping adapter_config.json and
     adapter_model.safetensors (PEFT's generated model-card README.md is dropped).
 
     Two edits to adapter_config.json, both harmless to PEFT (it reloads the folder, checked):
@@ -43,7 +43,7 @@ def save_peft(model: PeftModel, name: str, base_rel: str) -> Path:
     * target_modules: PEFT keeps them as a Python set and writes list(set), whose order
       depends on PYTHONHASHSEED; we sort the list so the file is reproducible.
     """
-    folder = ADAPTERS / name
+    folder = root / name
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         folder.mkdir(parents=True)

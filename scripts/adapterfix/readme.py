@@ -24,6 +24,8 @@ def write_readme() -> None:
     delta_rows = "\n".join(f"| `{n}` | `{a}` | `{b}` | {fmt(d)} | {fmt(e)} |" for n, a, b, d, e in GGUF_DELTAS)
     rs_cfg = json.loads((ADAPTERS / "lora-rslora-patterns" / "adapter_config.json").read_text())
     moe_cfg = (ADAPTERS / "moe-token-top2" / "adapter_config.json").read_text().strip()
+    r1_cfg = json.loads((ADAPTERS / "moe-token-router1" / "adapter_config.json").read_text())
+    r1_keys = json.dumps({k: r1_cfg[k] for k in ("routing", "layers_to_transform", "router_layer")})
     al_cfg = json.loads((ADAPTERS / "lora-all-linear-qwen2" / "adapter_config.json").read_text())
     moe_rows = "\n".join(f"  * `{n}`: {e}" for n, e in SUMMARY_EXTRA.items())
     sigmas = ", ".join(f"`{k}` {v}" for k, v in B_STD.items())
@@ -138,14 +140,26 @@ module_path like `model.layers.1.mlp.down_proj`; first matching key wins).
 `base_model.model.model.layers.{{l}}.{{...}}.{{module}}.router.weight` `[N, in]` (e.g. `[4, 64]` for
 `down_proj`). Scale = lora_alpha / r = 2 (no rslora).
 
+Two optional keys (written only where used; `moe-token-router1` has `{r1_keys}`):
+
+* `layers_to_transform` — PEFT's key: the list of adapted layers; tensors exist for these layers
+  only (absent: every layer is adapted);
+* `router_layer` — token routing only, default 0: the one token router reads **layer L's normalized
+  input**, i.e. layer L's `input_layernorm` applied to the residual stream entering layer L (for
+  L = 0 that is RMSNorm(embedding) with layer 0's norm weight — every other token-routed fixture);
+  its decision applies to every adapted projection of the token, as for L = 0. Every adapted layer
+  must be ≥ L (`layers_to_transform` lists them), so the decision exists before the first adapted
+  projection runs and LoRA-Switch's decide-once / fused switching still holds. The router's tensor
+  is still `base_model.model.router.weight` `[N, hidden]`.
+
 Semantics of the reference (`MoELoRALinear` and `route` in the script, wrapping the Linears of a
 transformers `LlamaForCausalLM`, float32, eager):
 
 * router probabilities `p = softmax(router.weight @ x)` in float32 over all N experts; keep the top k;
   gates = those p renormalized to sum 1; `y = W x + Σ_j gate_j · scale · B_{{e_j}} (A_{{e_j}} x)`;
-* **token routing**: ONE decision per token, from the normalized input of layer 0 (layer 0's
-  `input_layernorm` output — the vector that feeds layer 0's q/k/v; captured with a forward hook),
-  used by every adapted module of every layer for that token;
+* **token routing**: ONE decision per token, from the normalized input of layer L = `router_layer`
+  (default 0; layer L's `input_layernorm` output — the vector that feeds layer L's q/k/v; captured
+  with a forward hook), used by every adapted module of every adapted layer for that token;
 * **layer routing**: every adapted module routes its own input x (the input of that Linear) with
   its own router;
 * ties: `torch.topk` does not specify the order of equal values, so the fixtures avoid them: for
@@ -153,8 +167,11 @@ transformers `LlamaForCausalLM`, float32, eager):
   the script takes the first seed, in steps of 1000, that satisfies this and gives ≥ 3 distinct top-1
   experts). Any tie rule (e.g. "lower expert index wins") therefore gives the stored result.
 * checks: logits differ from the base (table) and from the dense mixture (all N experts with gate
-  1/N) by > 0.05, so wrong routing is visible; for token routing a second, independent reference —
-  decisions computed directly from RMSNorm(embedding), then token-by-token decoding with a KV cache
+  1/N) by > 0.05, so wrong routing is visible (`moe-token-router1` also from the same adapter with
+  its router on layer 0); for token routing a second, independent reference —
+  decisions computed directly from RMSNorm(embedding) (for `router_layer` L > 0: RMSNorm, with
+  layer L's norm, of the base model's hidden state entering layer L — the layers below L are not
+  adapted), then token-by-token decoding with a KV cache
   where before each token every adapted weight is rebuilt from the pristine base as
   `W + Σ_j g_j·scale·B_j A_j` (LoRA-Switch's merge) — agrees within 1e-4 and gives identical routing.
 * `moe-token-top2-q4`: the same kind of adapter for the GGUF llama shape (hidden 64, intermediate
