@@ -1,3 +1,4 @@
+import Foundation
 import Adapters
 import Kernels
 import Model
@@ -189,5 +190,44 @@ public final class AdapterParameters {
     func pair(_ layer: Int, _ index: Int, _ expert: Int) -> (a: Int, b: Int)? {
         let experts = pairs[layer][index]
         return expert < experts.count ? experts[expert] : nil
+    }
+}
+
+extension AdapterShape {
+    /// The shape of a loaded adapter (`--init`, `--resume`): kind, experts and top-k from its routing; rank, targets
+    /// and layers from its factors; alpha and rsLoRA from its adapter_config.json in `folder`. Training takes one
+    /// rank and the same projections in every adapted layer.
+    public init(of adapter: Adapter, folder: String) throws {
+        let configPath = (folder as NSString).appendingPathComponent("adapter_config.json")
+        guard let data = FileManager.default.contents(atPath: configPath),
+              let config = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TrainingError.invalidInit("\(configPath): cannot read it as a JSON object")
+        }
+        var layers: [Int] = [], targets: Set<LayerTensor> = [], ranks: Set<Int> = []
+        for (l, projections) in adapter.projections.enumerated() {
+            let adapted = LayerTensor.projections.enumerated().filter { projections[$0.offset] != nil }.map(\.element)
+            guard !adapted.isEmpty else { continue }
+            if !layers.isEmpty, Set(adapted) != targets {
+                throw TrainingError.invalidInit("\(folder): layer \(l) adapts other projections than layer \(layers[0]); training takes the same in every layer")
+            }
+            layers.append(l)
+            targets = Set(adapted)
+            for p in projections.compactMap({ $0 }) { for pair in p.experts.compactMap({ $0 }) { ranks.insert(pair.rank) } }
+        }
+        guard ranks.count == 1, let rank = ranks.first else {
+            throw TrainingError.invalidInit("\(folder): its experts have ranks \(ranks.sorted()); training takes one rank")
+        }
+        guard let alpha = (config["lora_alpha"] as? NSNumber)?.doubleValue else {
+            throw TrainingError.invalidInit("\(configPath): 'lora_alpha' must be a number")
+        }
+        let kind: Kind
+        switch adapter.routing {
+        case .fixed: kind = .lora
+        case .token: kind = .moeToken
+        case .layer: kind = .moeLayer
+        }
+        self.init(kind: kind, experts: adapter.numExperts, topK: adapter.routing.topK, rank: rank, alpha: alpha,
+                  rsLoRA: (config["use_rslora"] as? Bool) ?? false, targets: Array(targets), layers: layers,
+                  routerLayer: adapter.routerLayer)
     }
 }

@@ -68,7 +68,7 @@ public enum AdapterWriter {
     }
 
     /// B [heads · hd, r] with each head's rows from interleaved-pair order (GGUF llama) back to halves order.
-    private static func halvesOrder(_ b: FloatBuffer, rank r: Int, heads: Int, headDim hd: Int) -> FloatBuffer {
+    static func halvesOrder(_ b: FloatBuffer, rank r: Int, heads: Int, headDim hd: Int) -> FloatBuffer {
         let half = hd / 2, out = FloatBuffer(count: b.count)
         for h in 0..<heads {
             for j in 0..<half {

@@ -113,10 +113,10 @@ func maxDifference(_ a: UnsafePointer<Float>, _ b: [Float]) -> Float {
 struct AdapterFixtureTests {
     @Test func everyFixtureIsFound() throws {
         let names = try AdapterCase.all().map(\.name)
-        #expect(names.count == 13, "\(names)")
+        #expect(names.count == 14, "\(names)")
         #expect(Set(names) == ["gguf-lora", "gguf-lora-f16", "gguf-lora-on-q8", "lora-all-linear-qwen2", "lora-basic",
-                               "lora-pair", "lora-rslora-patterns", "moe-layer-top1", "moe-layer-top2", "moe-token-top1",
-                               "moe-token-top2", "moe-token-top2-q4", "peft-lora-for-gguf"])
+                               "lora-pair", "lora-rslora-patterns", "moe-layer-top1", "moe-layer-top2", "moe-token-router1",
+                               "moe-token-top1", "moe-token-top2", "moe-token-top2-q4", "peft-lora-for-gguf"])
     }
 
     /// Every fixture, every strategy that applies: the logits of one pass over the sequence.

@@ -35,6 +35,11 @@ func smallStep(vocabulary: Int, seed: UInt64) -> [TrainingExample] {
 
 @Suite("Gradients against finite differences")
 struct GradientCheckTests {
+    static let loraShapes: [(String, AdapterShape)] = [
+        ("lora", AdapterShape(kind: .lora, rank: 4, alpha: 8, targets: LayerTensor.projections, layers: [0, 1])),
+        ("lora-layer1-qvdown", AdapterShape(kind: .lora, rank: 3, alpha: 3, rsLoRA: true, targets: [.q, .v, .down], layers: [1])),
+        ("lora-q4", AdapterShape(kind: .lora, rank: 4, alpha: 8, targets: LayerTensor.projections, layers: [0, 1])),
+    ]
     static let shapes: [(String, AdapterShape)] = [
         ("lora", AdapterShape(kind: .lora, rank: 4, alpha: 8, targets: LayerTensor.projections, layers: [0, 1])),
         ("moe-token", AdapterShape(kind: .moeToken, experts: 4, topK: 2, rank: 4, alpha: 8, targets: LayerTensor.projections,
@@ -45,12 +50,15 @@ struct GradientCheckTests {
                                    layers: [0, 1])),
     ]
 
-    /// ⟨∇loss, u⟩ against central differences of the loss along a random direction u, aux and z-loss on: D(ε) =
-    /// (loss(θ + εu) − loss(θ − εu)) / 2ε, extrapolated (4·D(ε/2) − D(ε)) / 3 to cancel the curvature's ε² term.
-    @Test(arguments: shapes.map(\.0))
+    /// ⟨∇loss, u⟩ against central differences of the loss along a random direction u: D(ε) = (loss(θ + εu) −
+    /// loss(θ − εu)) / 2ε, extrapolated (4·D(ε/2) − D(ε)) / 3 to cancel the curvature's ε² term. LoRA only: under
+    /// a mixture a finite step flips near-tied top-k choices (a constant of the gradient), which the loss's
+    /// differences see and the gradient does not; mixtures are checked against autograd (GradientFixtureTests).
+    /// Measured ≤ 3.5e-5 relative; 2e-4 allowed.
+    @Test(arguments: loraShapes.map(\.0))
     func directionalDerivative(name: String) throws {
-        let shape = Self.shapes.first { $0.0 == name }!.1
-        let model = try LanguageModel.load(path: modelFixtures.appendingPathComponent("llama-gqa").path)
+        let shape = Self.loraShapes.first { $0.0 == name }!.1
+        let model = try LanguageModel.load(path: modelFixtures.appendingPathComponent(name.hasSuffix("q4") ? "llama-q4_1.gguf" : "llama-gqa").path)
         let parameters = try randomParameters(shape, model: model, seed: 11)
         let examples = smallStep(vocabulary: model.configuration.vocabSize, seed: 3)
         let step = [MicroBatch(packing: Array(examples[0..<2])), MicroBatch(packing: [examples[2]])]
@@ -74,7 +82,7 @@ struct GradientCheckTests {
         func central(_ epsilon: Float) throws -> Double { (try shifted(1, epsilon) - shifted(-1, epsilon)) / (2 * Double(epsilon)) }
         let numeric = (4 * (try central(2e-3)) - (try central(4e-3))) / 3
         let relative = abs(numeric - directional) / max(abs(directional), 1e-3)
-        #expect(relative <= 2e-3, "\(name): analytic \(directional), numeric \(numeric), relative \(relative)")
+        #expect(relative <= 2e-4, "\(name): analytic \(directional), numeric \(numeric), relative \(relative)")
     }
 
     /// Micro-batches change nothing: one batch of three examples and three micro-batches of one give the same loss
