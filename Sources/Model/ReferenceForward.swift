@@ -29,6 +29,8 @@ public final class ReferenceForward {
     /// Per thread: a group's m, l and un-normalised outputs.
     let partials: [FloatBuffer]
     let scoreCapacity: Int
+    /// Packed attention's scratch, grown to the longest sequence seen.
+    var attentionScratch = FloatBuffer(count: 1, zeroed: false)
 
     /// For calls of up to `capacity` rows, over KV caches (or packed sequences) of up to `context` positions.
     public init(model: LanguageModel, pool: ThreadPool, capacity: Int, context: Int? = nil) {
@@ -200,49 +202,42 @@ public final class ReferenceForward {
         }
     }
 
-    /// Causal attention of each row over the positions it sees, in work items (KV head, row): every query head of
-    /// the group at once, each key and value read once for the group. Writes the normalised outputs [t, Q] and
-    /// each head's log-sum-exp of its scaled scores [t, H].
+    /// Causal attention. Packed sequences: blocks of rows against their keys through sgemm, the work split by
+    /// (sequence, KV head, block) (Kernels/TrainingAttention.swift). Over a KV cache: work items (KV head, row),
+    /// every query head of the group at once, so each cached key and value is read once for the group. Writes the
+    /// normalised outputs [t, Q] and each head's log-sum-exp of its scaled scores [t, H].
     private func attend(_ l: Int, rows t: Int, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                         context: Context, into out: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>) {
         let hd = c.headDim, group = c.groupSize, qd = c.queryDimension, kd = c.keyValueDimension
         let heads = c.numAttentionHeads, kvHeads = c.numKeyValueHeads, window = c.slidingWindow
-        let scale = 1 / Float(hd).squareRoot()
-        // Row i's keys: (base, stride, first visible position, count).
-        var keyBase: (Int, Int) -> (keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int, count: Int)
         switch context {
+        case .packed(let segments):
+            let layout = TrainingAttention(segments: segments, heads: heads, kvHeads: kvHeads, headDim: hd, window: window,
+                                           threads: pool.threadCount)!
+            if attentionScratch.count < layout.driverScratchCount {
+                attentionScratch = FloatBuffer(count: layout.driverScratchCount, zeroed: false)
+            }
+            layout.forward(q: q, k: k, v: v, out: out, lse: logSumExp, pool: pool, scratch: attentionScratch.pointer)
         case .cache(let cache, let position):
             for i in 0..<t { cache.store(layer: l, position: position + i, keys: k + i * kd, values: v + i * kd) }
-            keyBase = { kv, i in
-                let p = position + i
-                let first = window.map { p >= $0 ? p - $0 + 1 : 0 } ?? 0
-                return (UnsafePointer(cache.keys(layer: l, head: kv) + first * hd),
-                        UnsafePointer(cache.values(layer: l, head: kv) + first * hd), hd, p + 1 - first)
-            }
-        case .packed(let segments):
-            var start = [Int](repeating: 0, count: t)
-            for s in segments { for i in s { start[i] = s.lowerBound } }
-            keyBase = { kv, i in
-                let p = i - start[i]
-                let first = start[i] + (window.map { p >= $0 ? p - $0 + 1 : 0 } ?? 0)
-                return (k + first * kd + kv * hd, v + first * kd + kv * hd, kd, i + 1 - first)
-            }
-        }
-        pool.run { thread in
-            let part = partials[thread].pointer
-            for item in ThreadPool.chunk(kvHeads * t, part: thread, of: pool.threadCount) {
-                let kv = item / t, i = item % t
-                let keys = keyBase(kv, i)
-                attendPartial(queries: q + i * qd + kv * group * hd, heads: group, keys: keys.keys, values: keys.values,
-                              count: keys.count, stride: keys.stride, headDim: hd, scale: scale,
-                              scores: scores[thread].pointer, maxima: part + group * hd, sums: part + group * hd + group,
-                              into: part)
-                for j in 0..<group {
-                    let h = kv * group + j, m = part[group * hd + j], sum = part[group * hd + group + j]
-                    let inverse = 1 / sum
-                    let o = out + i * qd + h * hd
-                    for e in 0..<hd { o[e] = part[j * hd + e] * inverse }
-                    logSumExp[i * heads + h] = m + logf(sum)
+            let scale = 1 / Float(hd).squareRoot()
+            pool.run { thread in
+                let part = partials[thread].pointer
+                for item in ThreadPool.chunk(kvHeads * t, part: thread, of: pool.threadCount) {
+                    let kv = item / t, i = item % t, p = position + i
+                    let first = window.map { p >= $0 ? p - $0 + 1 : 0 } ?? 0
+                    attendPartial(queries: q + i * qd + kv * group * hd, heads: group,
+                                  keys: cache.keys(layer: l, head: kv) + first * hd,
+                                  values: cache.values(layer: l, head: kv) + first * hd, count: p + 1 - first,
+                                  stride: hd, headDim: hd, scale: scale, scores: scores[thread].pointer,
+                                  maxima: part + group * hd, sums: part + group * hd + group, into: part)
+                    for j in 0..<group {
+                        let h = kv * group + j, m = part[group * hd + j], sum = part[group * hd + group + j]
+                        let inverse = 1 / sum
+                        let o = out + i * qd + h * hd
+                        for e in 0..<hd { o[e] = part[j * hd + e] * inverse }
+                        logSumExp[i * heads + h] = m + logf(sum)
+                    }
                 }
             }
         }

@@ -181,9 +181,11 @@ public final class AdapterParameters {
         try adapter.check(fits: model)
     }
 
-    /// Sets every gradient to zero.
-    public func zeroGradients() {
-        for t in tensors { t.gradient.pointer.update(repeating: 0, count: t.count) }
+    /// Sets every gradient to zero, the tensors split between `pool`'s threads.
+    public func zeroGradients(pool: ThreadPool) {
+        pool.parallelFor(tensors.count) { range in
+            for t in self.tensors[range] { t.gradient.pointer.update(repeating: 0, count: t.count) }
+        }
     }
 
     /// The indices in `tensors` of A and B of `expert` of projection `index` of `layer`.

@@ -53,37 +53,59 @@ public final class Optimizer {
     public let firstMoments: [FloatBuffer]
     public let secondMoments: [FloatBuffer]
 
-    public init(kind: Kind, parameters: AdapterParameters, weightDecay: Float) {
+    let pool: ThreadPool
+    /// Each thread's tensors: consecutive runs of about the same number of values.
+    let shares: [Range<Int>]
+
+    public init(kind: Kind, parameters: AdapterParameters, weightDecay: Float, pool: ThreadPool) {
         self.kind = kind
         self.weightDecay = weightDecay
+        self.pool = pool
         let counts = kind == .adamw ? parameters.tensors.map(\.count) : []
         firstMoments = counts.map { FloatBuffer(count: $0) }
         secondMoments = counts.map { FloatBuffer(count: $0) }
+        let total = parameters.parameterCount, threads = pool.threadCount
+        var shares: [Range<Int>] = [], start = 0, seen = 0
+        for (i, t) in parameters.tensors.enumerated() {
+            seen += t.count
+            if seen * threads >= total * (shares.count + 1) || i == parameters.tensors.count - 1 {
+                shares.append(start..<(i + 1))
+                start = i + 1
+            }
+        }
+        while shares.count < threads { shares.append(start..<start) }
+        self.shares = shares
     }
 
-    /// The L2 norm of every gradient together (in Double).
-    public static func gradientNorm(_ parameters: AdapterParameters) -> Double {
-        var sum = 0.0
-        for t in parameters.tensors {
-            let g = t.gradient.pointer
-            var partial: Float = 0
-            for i in 0..<t.count { partial += g[i] * g[i] }
-            sum += Double(partial)
+    /// The L2 norm of every gradient together: per-tensor sums in Float, added up in Double in tensor order (the same
+    /// on any thread count).
+    public func gradientNorm(_ parameters: AdapterParameters) -> Double {
+        var partial = [Double](repeating: 0, count: parameters.tensors.count)
+        partial.withUnsafeMutableBufferPointer { partial in
+            pool.run { thread in
+                for index in shares[thread] {
+                    let t = parameters.tensors[index], g = t.gradient.pointer
+                    var sum: Float = 0
+                    for i in 0..<t.count { sum += g[i] * g[i] }
+                    partial[index] = Double(sum)
+                }
+            }
         }
-        return sum.squareRoot()
+        return partial.reduce(0, +).squareRoot()
     }
 
     /// One update with learning rate `rate`, the gradients first scaled to a global norm of at most `clip`
     /// (0: no clipping). Returns the gradients' norm before clipping.
     @discardableResult
     public func update(_ parameters: AdapterParameters, rate: Double, clip: Double) -> Double {
-        let norm = Self.gradientNorm(parameters)
+        let norm = gradientNorm(parameters)
         let factor: Float = clip > 0 && norm > clip ? Float(clip / (norm + 1e-6)) : 1
         step += 1
         let lr = Float(rate), decay = 1 - lr * weightDecay
         let correction1 = 1 - powf(beta1, Float(step)), correction2 = 1 - powf(beta2, Float(step))
-        for (index, t) in parameters.tensors.enumerated() {
-            let theta = t.value.pointer, g = t.gradient.pointer
+        pool.run { thread in
+        for index in shares[thread] {
+            let t = parameters.tensors[index], theta = t.value.pointer, g = t.gradient.pointer
             switch kind {
             case .sgd:
                 for i in 0..<t.count { theta[i] = theta[i] * decay - lr * (g[i] * factor) }
@@ -97,6 +119,7 @@ public final class Optimizer {
                     theta[i] = theta[i] * decay - stepSize * m[i] / ((v[i]).squareRoot() * root + epsilon)
                 }
             }
+        }
         }
         return norm
     }

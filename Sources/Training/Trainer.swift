@@ -87,7 +87,7 @@ public final class Trainer {
         let rows = max(batches.maxRows, self.validation.map(\.rows).max() ?? 0)
         objective = try TrainingObjective(model: model, parameters: parameters, pool: pool, capacity: rows,
                                           auxCoefficient: options.auxCoefficient, zCoefficient: options.zCoefficient)
-        optimizer = Optimizer(kind: options.optimizer, parameters: parameters, weightDecay: options.weightDecay)
+        optimizer = Optimizer(kind: options.optimizer, parameters: parameters, weightDecay: options.weightDecay, pool: pool)
         totalSteps = min(options.epochs * batches.stepsPerEpoch, options.maxSteps ?? Int.max)
         schedule = LearningRateSchedule(peak: options.learningRate, warmup: options.warmup, totalSteps: totalSteps,
                                         shape: options.schedule)

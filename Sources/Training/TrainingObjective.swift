@@ -82,7 +82,7 @@ public final class TrainingObjective {
 
     /// Sets the parameters' gradients to those of the step's loss and returns its value.
     public func gradient(_ step: [MicroBatch]) throws -> Value {
-        parameters.zeroGradients()
+        parameters.zeroGradients(pool: pool)
         return try run(step, differentiate: true)
     }
 

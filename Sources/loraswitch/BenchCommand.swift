@@ -14,6 +14,8 @@ struct BenchCommand: Command {
                            [--prompt N] [--tokens N] [--rounds R] [--threads N] [--json FILE]
                            [--experts N --top-k K --rank R [--targets all|attention|mlp|q,v,...] [--rows a,b,...]
                             [--strategy S] [--switches N]]
+       loraswitch bench --train [--config C --dtype D | --model PATH] [--seq 256] [--batch-size 1] [--steps 3]
+                           [--experts 8 --top-k 2 --rank 16 --targets all] [--threads N] [--json FILE]
       --config   model shape built with random weights (default smollm2-135m)
       --dtype    weight type of the random model (default f32)
       --model    measure a model file or folder instead of a random model
@@ -29,6 +31,8 @@ struct BenchCommand: Command {
       --rows     only these rows: \(BenchCommand.adapterRows.joined(separator: ","))
       --strategy only the rows run under S: auto|reference|fused|merged|merged-inplace
       --switches also measure the drift of in-place merging after N switches against a rebuild (float weights)
+      --train    measure training instead: rows train-lora, train-layer, train-token (AdamW steps on random
+                 sequences of --seq tokens, --batch-size of them a step; --steps measured after one warm-up)
     """
 
     /// The adapter rows, in order, with the strategy each runs under.
@@ -53,6 +57,8 @@ struct BenchCommand: Command {
     let targets: [LayerTensor]
     var rows: [String]
     let switches: Int?
+    /// `--train`: (sequence length, batch size, measured steps).
+    let train: (sequence: Int, batchSize: Int, steps: Int)?
 
     init(_ arguments: inout Arguments) throws {
         shape = BenchmarkShape(rawValue: try arguments.choice("config", BenchmarkShape.allCases.map(\.rawValue)) ?? "smollm2-135m")!
@@ -78,6 +84,12 @@ struct BenchCommand: Command {
         if let name = try arguments.choice("strategy", AdapterStrategy.allCases.map(\.rawValue)) {
             let strategy = AdapterStrategy(rawValue: name)!
             rows = rows.filter { row in Self.adapterPlan.contains { $0.row == row && $0.strategy == strategy } }
+        }
+        if arguments.flag("train") {
+            train = (try arguments.integer("seq", in: 2...1_000_000) ?? 256, try arguments.integer("batch-size", in: 1...4096) ?? 1,
+                     try arguments.integer("steps", in: 1...10_000) ?? 3)
+        } else {
+            train = nil
         }
         switches = try arguments.integer("switches", in: 1...1_000_000)
         if switches != nil && experts == nil { throw UsageError("--switches goes with --experts") }
@@ -110,6 +122,12 @@ struct BenchCommand: Command {
         let progress = Progress()
         let pool = ThreadPool(threads: threads)
         let (model, configName, dtypeName) = try loadModel(pool: pool, progress: progress)
+        if let train {
+            try TrainBenchmark(model: model, configName: configName, dtypeName: dtypeName, pool: pool, sequence: train.sequence,
+                               batchSize: train.batchSize, steps: train.steps, experts: experts ?? 8, topK: topK, rank: rank,
+                               targets: targets, jsonPath: jsonPath).run(progress: progress)
+            return
+        }
         let c = model.configuration
         let capacity = promptTokens + decodeTokens
         guard capacity <= c.maxPositionEmbeddings else {
