@@ -16,6 +16,12 @@ enum Interrupt {
             let message: StaticString = "\nloraswitch: interrupted: stopping after this step and saving a checkpoint (Ctrl-C again quits at once)\n"
             _ = write(STDERR_FILENO, message.utf8Start, message.utf8CodeUnitCount)
         }
+        // A signal mask is inherited across exec: a parent that spawns us from a thread blocking SIGINT (libdispatch's
+        // worker threads block it) would leave Ctrl-C pending forever. This thread runs the training loop; take it.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     /// Whether Ctrl-C was pressed.
