@@ -43,7 +43,8 @@ struct TrainCommand: Command {
                             (default: none)
       --stop-after N        stop after step N as Ctrl-C would, saving a checkpoint; the schedule still spans the
                             whole run (default: none)
-      --log FILE            JSONL records: one per step, evaluation and checkpoint, and a summary (default: none)
+      --log FILE            JSONL records: one per step, evaluation and checkpoint, and a summary; a resumed run
+                            adds to the file (default: none)
     Ctrl-C stops the run after the current step, saves a checkpoint to --out and exits with status 130 (a second
     Ctrl-C quits at once, saving nothing).
     """
@@ -138,7 +139,7 @@ struct TrainCommand: Command {
 
         let origin = resumePath.map { "resumed from \($0) at step \(trainer.step)" }
             ?? initPath.map { "starting from \($0)" } ?? "new (seed \(options.seed))"
-        let report = TrainReport(trainer: trainer, log: try logPath.map { try TrainLog(path: $0) })
+        let report = TrainReport(trainer: trainer, log: try logPath.map { try TrainLog(path: $0, append: resumePath != nil) })
         report.start(model: modelPath, train: train, valid: valid, maxSequenceLength: length, out: out, origin: origin)
         Interrupt.install()
         var stop: TrainReport.Stop?

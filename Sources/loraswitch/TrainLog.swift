@@ -1,16 +1,18 @@
 import Foundation
 
 /// `train --log FILE`: one JSON object a line, written as each happens (a run that dies leaves every record before
-/// it). Numbers are written as Swift prints a Double, the shortest text that reads back as the same value, so two
+/// it). A new run starts the file afresh; a resumed one adds to it, so one file can hold a whole run. Numbers are written as Swift prints a Double, the shortest text that reads back as the same value, so two
 /// runs' losses compare bit for bit as text; a value that is not finite is null.
 final class TrainLog {
     private let handle: FileHandle
 
-    init(path: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil),
+    init(path: String, append: Bool) throws {
+        let exists = append && FileManager.default.fileExists(atPath: path)
+        guard exists || FileManager.default.createFile(atPath: path, contents: nil),
               let handle = FileHandle(forWritingAtPath: path) else {
             throw TrainCommandError("--log \(path): cannot create the file")
         }
+        if exists { handle.seekToEndOfFile() }
         self.handle = handle
     }
 

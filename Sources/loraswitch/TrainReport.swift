@@ -40,10 +40,9 @@ final class TrainReport {
         var data = "data: \(train.examples.count) examples, \(train.labelledCount) labelled tokens"
         if train.truncated > 0 { data += " (\(train.truncated) cut to \(maxSequenceLength) tokens)" }
         if let valid { data += "; validation: \(valid.examples.count) examples, \(valid.labelledCount) labelled tokens" }
-        let epochs = o.epochs == 1 ? "1 epoch" : "\(o.epochs) epochs"
-        var run = "run: \(trainer.totalSteps) steps (\(epochs) of \(batches.stepsPerEpoch), \(batches.examplesPerStep) example"
-        run += batches.examplesPerStep == 1 ? "" : "s"
-        run += " a step), \(o.optimizer.rawValue) lr \(fmtRate(o.learningRate)) \(o.schedule.rawValue)"
+        let epochs = plural(o.epochs, "epoch")
+        var run = "run: \(plural(trainer.totalSteps, "step")) (\(epochs) of \(batches.stepsPerEpoch), "
+        run += "\(plural(batches.examplesPerStep, "example")) a step), \(o.optimizer.rawValue) lr \(fmtRate(o.learningRate)) \(o.schedule.rawValue)"
         if o.warmup > 0 { run += " after \(o.warmup) warmup steps" }
         if firstStep > 0 { run += "; from step \(firstStep)" }
         say("adapter: \(shape.summary); \(trainer.parameters.parameterCount) trainable parameters, \(origin)")
@@ -135,9 +134,9 @@ final class TrainReport {
         let rate = elapsed > 0 ? Double(tokens) / elapsed : 0
         var line: String
         switch stop {
-        case nil: line = "done: \(steps) steps"
-        case .interrupted?: line = "stopped (Ctrl-C) at step \(trainer.step) of \(trainer.totalSteps): \(steps) steps"
-        case .stopAfter?: line = "stopped (--stop-after) at step \(trainer.step) of \(trainer.totalSteps): \(steps) steps"
+        case nil: line = "done: \(plural(steps, "step"))"
+        case .interrupted?: line = "stopped (Ctrl-C) at step \(trainer.step) of \(trainer.totalSteps): \(plural(steps, "step"))"
+        case .stopAfter?: line = "stopped (--stop-after) at step \(trainer.step) of \(trainer.totalSteps): \(plural(steps, "step"))"
         }
         if firstStep > 0 { line += " (\(firstStep + 1)–\(trainer.step))" }
         line += " in \(duration(elapsed)), \(tokens) tokens at \(fmt(rate, 1)) tokens/s"
@@ -192,6 +191,9 @@ final class TrainReport {
             "most collapsed: \(worst.name), expert \(expert) at \(percent(worst.shares[expert]))"
     }
 }
+
+/// "1 step", "3 steps".
+private func plural(_ count: Int, _ noun: String) -> String { "\(count) \(noun)" + (count == 1 ? "" : "s") }
 
 private func percent(_ share: Double) -> String { fmt(100 * share, 1) + "%" }
 
