@@ -2,10 +2,12 @@ import Foundation
 import Model
 import Training
 
-/// What `train` shows while it runs. Each step: on a terminal one line on standard error, redrawn in place; otherwise
-/// plain lines on standard error (every step of a run of up to 200 steps, else about a hundred, and the first and
-/// last). What the run is, each evaluation with the routers' use of their experts, intermediate checkpoints and the
-/// summary go to standard output. With --log, every step, evaluation, checkpoint and the summary is also a JSON line.
+/// What `train` shows while it runs. Each step: on a terminal one line on standard error, redrawn in place;
+/// otherwise plain lines on standard error (every step of a run of up to 200 steps, else about a hundred, and the
+/// first and last). What the run is, each evaluation with the routers' use of their experts, intermediate checkpoints
+/// and the summary go to standard output. With --log, every step, evaluation, checkpoint and the summary is also a
+/// JSON line. Tokens per second count the steps' own time, not evaluations and saves (a large MoE-LoRA's checkpoint
+/// with its optimizer state is hundreds of MB); the ETA goes by the wall clock.
 final class TrainReport {
     enum Stop { case interrupted, stopAfter }
 
@@ -19,6 +21,8 @@ final class TrainReport {
     private var lastDraw = 0.0
     private var drawn = false
     private var tokens = 0
+    /// Seconds spent in this run's steps (not in evaluations or saves): what tokens/s divides by.
+    private var stepSeconds = 0.0
     private var last: Trainer.StepReport?
     private var validationLoss: Double?
 
@@ -74,6 +78,7 @@ final class TrainReport {
 
     func step(_ r: Trainer.StepReport) {
         tokens += r.value.tokens
+        stepSeconds += r.seconds
         last = r
         var record = JSONRecord(type: "step")
         record.add("step", r.step)
@@ -92,7 +97,7 @@ final class TrainReport {
         let done = r.step - firstStep, elapsed = now() - started
         var line = "step \(r.step)/\(r.totalSteps)  loss \(fmt(r.value.total, 3))"
         if moe { line += "  aux \(fmt(r.value.aux, 2))" }
-        line += "  lr \(fmtRate(r.learningRate))  \(fmt(elapsed > 0 ? Double(tokens) / elapsed : 0, 0)) tok/s"
+        line += "  lr \(fmtRate(r.learningRate))  \(fmt(stepSeconds > 0 ? Double(tokens) / stepSeconds : 0, 0)) tok/s"
         line += "  ETA \(duration(elapsed / Double(done) * Double(r.totalSteps - r.step)))"
         if terminal {
             let t = now()
@@ -131,7 +136,7 @@ final class TrainReport {
     /// The summary, once the last checkpoint is written.
     func finish(stop: Stop?, out: String) {
         let elapsed = now() - started, steps = trainer.step - firstStep
-        let rate = elapsed > 0 ? Double(tokens) / elapsed : 0
+        let rate = stepSeconds > 0 ? Double(tokens) / stepSeconds : 0
         var line: String
         switch stop {
         case nil: line = "done: \(plural(steps, "step"))"
@@ -139,7 +144,7 @@ final class TrainReport {
         case .stopAfter?: line = "stopped (--stop-after) at step \(trainer.step) of \(trainer.totalSteps): \(plural(steps, "step"))"
         }
         if firstStep > 0 { line += " (\(firstStep + 1)–\(trainer.step))" }
-        line += " in \(duration(elapsed)), \(tokens) tokens at \(fmt(rate, 1)) tokens/s"
+        line += " in \(duration(elapsed)), \(tokens) tokens at \(fmt(rate, 1)) tokens/s (in the steps: \(duration(stepSeconds)))"
         if let last { line += "; train loss \(fmt(last.value.total, 4)) (step \(last.step))" }
         if let validationLoss { line += ", valid loss \(fmt(validationLoss, 4))" }
         say(line)
@@ -151,6 +156,7 @@ final class TrainReport {
         record.add("steps", steps)
         record.add("tokens", tokens)
         record.add("seconds", elapsed)
+        record.add("step_seconds", stepSeconds)
         record.add("tokens_per_second", rate)
         record.add("train_loss", last?.value.total)
         record.add("valid_loss", validationLoss)
