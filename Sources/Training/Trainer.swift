@@ -138,3 +138,13 @@ public final class Trainer {
         optimizer.step = optimizerStep
     }
 }
+
+extension Trainer.Evaluation {
+    /// The router a key of `utilization` names: nil for the token router, else the layer and projection whose own
+    /// router it is (layer routing).
+    public static func router(site: Int) -> (layer: Int, projection: LayerTensor)? {
+        guard site != RouterSite.token else { return nil }
+        let kinds = LayerTensor.projections.count
+        return (site / kinds, LayerTensor.projections[site % kinds])
+    }
+}

@@ -128,7 +128,9 @@ func runLoraswitch(_ arguments: [String], timeout: TimeInterval = 120, input: St
     let deadline = Date().addingTimeInterval(timeout)
     while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
     if process.isRunning {
-        process.terminate()
+        // SIGKILL, not terminate()'s SIGTERM: the child inherits the signal mask of the test runner's thread, which
+        // blocks SIGTERM (libdispatch's worker threads do), so a SIGTERM would stay pending and the wait never end.
+        kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         Issue.record("loraswitch \(arguments.joined(separator: " ")) ran longer than \(timeout) s", sourceLocation: sourceLocation)
     }
