@@ -239,9 +239,10 @@ def main():
             bare_ms = statistics.median(bare) * 1000 if bare else None
             rounds.append(dict(ms_per_token=ms, bare_ms_per_token=bare_ms,
                                ratio_vs_backbone=ms / bare_ms if bare_ms else None,
-                               prefill_tokens_per_second=a.prompt / prefill))
+                               prefill_tokens_per_second=a.prompt / prefill, load_average=os.getloadavg()[0]))
             print(f"  {row} round {r + 1}/{a.rounds}: {ms:.2f} ms/token"
-                  + (f", bare half {bare_ms:.2f}, x{ms / bare_ms:.3f}" if bare_ms else ""), file=sys.stderr, flush=True)
+                  + (f", bare half {bare_ms:.2f}, x{ms / bare_ms:.3f}" if bare_ms else "")
+                  + f" (load average {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
         result = dict(name=row, config=a.config, dtype=a.dtype, threads=a.threads, prompt=a.prompt, tokens=a.tokens,
                       ms_per_token=statistics.median(x["ms_per_token"] for x in rounds),
                       ms_per_token_min=min(x["ms_per_token"] for x in rounds),
