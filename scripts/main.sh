@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: installs what is needed (OpenBLAS, the default model), builds in release mode,
-# generates text from the default model (a completion and a chat answer), then measures decoding — bare and with
+# generates text from the default model (a completion and a chat answer), trains a LoRA-Switch adapter (token-routed
+# MoE-LoRA) on BIG-bench's hyperbaton for a few minutes and answers with it, then measures decoding — bare and with
 # random LoRA and MoE-LoRA adapters run fused — beside the machine's memory bandwidth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,27 @@ echo "== greedy completion"
 $bin generate --prompt "The capital of France is" --temperature 0 --max-tokens 24 --stats
 echo "== chat"
 $bin generate --chat --prompt "Write a haiku about memory bandwidth." --max-tokens 64 --seed 1 --stats
+echo "== train: LoRA-Switch (8 experts, top-2, rank 16) on hyperbaton (data/bigbench), the backbone frozen in Q4_1"
+work="${XDG_CACHE_HOME:-$HOME/.cache}/loraswitch/main-job"
+mkdir -p "$work"
+# Task lines {context, choices, gold} → {prompt, completion}: the gold choice continues the context (its trailing
+# whitespace moves to the completion, as lm-evaluation-harness scores a continuation).
+python3 - data/bigbench/hyperbaton "$work" <<'PY'
+import json, sys
+source, out = sys.argv[1], sys.argv[2]
+for split, limit in (("train", 480), ("validation", 64)):
+    with open(f"{source}/{split}.jsonl") as f, open(f"{out}/{split}.jsonl", "w") as g:
+        for line in list(f)[:limit]:
+            e = json.loads(line)
+            prompt = e["context"].rstrip()
+            g.write(json.dumps({"prompt": prompt, "completion": e["context"][len(prompt):] + e["choices"][e["gold"]]}) + "\n")
+PY
+$bin train --data "$work/train.jsonl" --valid "$work/validation.jsonl" --out "$work/adapter" --type moe-token \
+    --batch-size 8 --epochs 1 --lr 1e-3 --warmup 6 --eval-every 20 --seed 1
+question=$(head -1 data/bigbench/hyperbaton/test.jsonl | python3 -c 'import json,sys; e=json.loads(sys.stdin.read()); print(e["context"].rstrip())')
+echo "-- $question (gold: $(head -1 data/bigbench/hyperbaton/test.jsonl | python3 -c 'import json,sys; e=json.loads(sys.stdin.read()); print(e["choices"][e["gold"]])'))"
+$bin generate --adapter "$work/adapter" --prompt "$question" --temperature 0 --max-tokens 2 --show-routing
+echo ""
 echo "== benchmark"
 model="${XDG_CACHE_HOME:-$HOME/.cache}/loraswitch/SmolLM2-135M-Instruct.Q4_1.gguf"
 $bin bench --model "$model" --experts 8 --top-k 2 --rank 16 --rows lora,layer-fused,token-reference,token-fused,auto
