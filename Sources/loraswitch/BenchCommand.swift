@@ -15,7 +15,7 @@ struct BenchCommand: Command {
                            [--experts N --top-k K --rank R [--targets all|attention|mlp|q,v,...] [--rows a,b,...]
                             [--strategy S] [--switches N]]
        loraswitch bench --train [--config C --dtype D | --model PATH] [--seq 256] [--batch-size 1] [--steps 3]
-                           [--experts 8 --top-k 2 --rank 16 --targets all] [--threads N] [--json FILE]
+                           [--experts 8 --top-k 2 --rank 16 --targets all] [--rows ...] [--threads N] [--json FILE]
       --config   model shape built with random weights (default smollm2-135m)
       --dtype    weight type of the random model (default f32)
       --model    measure a model file or folder instead of a random model
@@ -74,18 +74,20 @@ struct BenchCommand: Command {
         rank = try arguments.integer("rank", in: 1...4096) ?? 16
         let targetList = try arguments.option("targets") ?? "all"
         targets = try Self.parseTargets(targetList)
+        let training = arguments.flag("train")
+        let known = training ? TrainBenchmark.rows : Self.adapterRows
         rows = try arguments.option("rows").map { list in
             let names = list.split(separator: ",").map(String.init)
-            for name in names where !Self.adapterRows.contains(name) {
-                throw UsageError("--rows: unknown row '\(name)' (rows: \(Self.adapterRows.joined(separator: ", ")))")
+            for name in names where !known.contains(name) {
+                throw UsageError("--rows: unknown row '\(name)' (rows: \(known.joined(separator: ", ")))")
             }
             return names
-        } ?? Self.adapterRows
+        } ?? known
         if let name = try arguments.choice("strategy", AdapterStrategy.allCases.map(\.rawValue)) {
             let strategy = AdapterStrategy(rawValue: name)!
             rows = rows.filter { row in Self.adapterPlan.contains { $0.row == row && $0.strategy == strategy } }
         }
-        if arguments.flag("train") {
+        if training {
             train = (try arguments.integer("seq", in: 2...1_000_000) ?? 256, try arguments.integer("batch-size", in: 1...4096) ?? 1,
                      try arguments.integer("steps", in: 1...10_000) ?? 3)
         } else {
@@ -125,7 +127,7 @@ struct BenchCommand: Command {
         if let train {
             try TrainBenchmark(model: model, configName: configName, dtypeName: dtypeName, pool: pool, sequence: train.sequence,
                                batchSize: train.batchSize, steps: train.steps, experts: experts ?? 8, topK: topK, rank: rank,
-                               targets: targets, jsonPath: jsonPath).run(progress: progress)
+                               targets: targets, rows: rows, jsonPath: jsonPath).run(progress: progress)
             return
         }
         let c = model.configuration

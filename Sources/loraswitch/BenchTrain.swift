@@ -18,7 +18,10 @@ struct TrainBenchmark {
     let topK: Int
     let rank: Int
     let targets: [LayerTensor]
+    let rows: [String]
     let jsonPath: String?
+
+    static let rows = ["train-lora", "train-layer", "train-token"]
 
     struct Row: Encodable {
         let name: String
@@ -58,7 +61,7 @@ struct TrainBenchmark {
                                          targets: targets, layers: layers)),
         ]
         var rows: [Row] = []
-        for (name, shape) in plans {
+        for (name, shape) in plans where self.rows.contains(name) {
             resetPeakResident()
             let parameters = try AdapterParameters(shape: shape, model: model, seed: 1)
             // B away from 0, so that routers and gates see the gradients a trained adapter gives them.
