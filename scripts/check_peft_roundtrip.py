@@ -6,7 +6,8 @@ torch, transformers, peft, gguf — ../shared/tools/setup-peers.sh).
 For two bases of Tests/Fixtures/models — llama-gqa (a Hugging Face folder) and llama-q4_1.gguf (a GGUF file whose q
 and k rows llama.cpp permuted; PEFT runs on its dequantized, un-permuted weights) — trains a LoRA for a few steps
 on pre-tokenized sequences, loads the folder with `PeftModel.from_pretrained`, and compares PEFT's logits with
-`loraswitch logits --adapter` over a token sequence. Prints max |Δlogit| per base and fails above 1e-4.
+`loraswitch logits --adapter` over a token sequence. Prints max |Δlogit| per base and fails above 1e-5 (measured
+2.2e-6).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def main() -> None:
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         worst = max(check(a.loraswitch, MODELS / name, Path(tmp)) for name in ("llama-gqa", "llama-q4_1.gguf"))
-    sys.exit(0 if worst <= 1e-4 else 1)
+    sys.exit(0 if worst <= 1e-5 else 1)
 
 
 if __name__ == "__main__":
