@@ -51,7 +51,8 @@ public enum AdapterWriter {
             config["routing"] = shape.kind == .moeToken ? "token" : "layer"
             config["num_experts"] = shape.experts
             config["top_k"] = shape.topK
-            config["router_aux_loss_coef"] = Double(auxCoefficient)
+            // The coefficient as it was written on the command line, not the Float's widened binary value.
+            config["router_aux_loss_coef"] = Double("\(auxCoefficient)") ?? Double(auxCoefficient)
             if shape.kind == .moeToken { config["router_layer"] = shape.routerLayer }
         }
         let json = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])

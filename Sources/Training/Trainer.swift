@@ -28,9 +28,10 @@ public struct TrainingOptions: Equatable, Sendable {
 }
 
 /// Trains an adapter's parameters on packed batches of examples: each step the exact gradient of the step's loss
-/// (`TrainingObjective`), then the optimizer with the schedule's rate. Reports every step, evaluation and saved
-/// checkpoint through a callback that can stop the run (which then saves a checkpoint). The same seed gives the
-/// same losses bit for bit, and a run resumed from a checkpoint continues with the losses the uninterrupted run had.
+/// (`TrainingObjective`), then the optimizer with the schedule's rate. Reports every step and evaluation through a
+/// callback that can stop the run; checkpoints go through the caller's closure (at `saveEvery`, at the end, and
+/// when stopped). The same seed gives the same losses bit for bit, and a run resumed from a checkpoint continues
+/// with the losses the uninterrupted run had.
 public final class Trainer {
     public let model: LanguageModel
     public let parameters: AdapterParameters
@@ -48,7 +49,6 @@ public final class Trainer {
     public enum Event {
         case step(StepReport)
         case evaluation(Evaluation)
-        case saved(path: String, step: Int)
     }
 
     public struct StepReport: Sendable {

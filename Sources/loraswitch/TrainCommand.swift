@@ -157,8 +157,6 @@ struct TrainCommand: Command {
                 }
             case .evaluation(let evaluation):
                 report.evaluation(evaluation)
-            case .saved:
-                break // the checkpoint closure above reports each save
             }
             return stop == nil
         })
