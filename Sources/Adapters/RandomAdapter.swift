@@ -12,14 +12,18 @@ extension Adapter {
     }
 
     /// An adapter with random weights (A ~ U(±1/√in), B ~ U(±1/√r), routers likewise) of the given shape for
-    /// `model`, on `targets` of every layer, stored as `dtype` — for benchmarks; deterministic for a seed.
+    /// `model`, on `targets` of every layer from `firstLayer` on (token routing: its router reads that layer's
+    /// normalized input), stored as `dtype` — for benchmarks; deterministic for a seed.
     public static func random(_ kind: RandomKind, model: LanguageModel, rank: Int, targets: [LayerTensor], dtype: DType,
-                              seed: UInt64 = 11) throws -> Adapter {
+                              firstLayer: Int = 0, seed: UInt64 = 11) throws -> Adapter {
         guard !dtype.isQuantized else {
             throw AdapterError.incompatible(detail: "random adapters are stored as f32, f16 or bf16, not \(dtype)")
         }
         guard rank >= 1 else { throw AdapterError.incompatible(detail: "the rank must be at least 1") }
         let c = model.configuration
+        guard (0..<c.numHiddenLayers).contains(firstLayer) else {
+            throw AdapterError.incompatible(detail: "the first adapted layer must be a layer of the model (0..<\(c.numHiddenLayers)), not \(firstLayer)")
+        }
         let tensors = InMemoryTensors(label: "random adapter")
         var state = seed | 1
         func fill(_ name: String, rows: Int, cols: Int, bound: Float) -> WeightMatrix {
@@ -51,7 +55,8 @@ extension Adapter {
         }
         var parts = AdapterParts(name: "random adapter", routing: routing, numExperts: experts, layers: c.numHiddenLayers,
                                  storage: [tensors])
-        for l in 0..<c.numHiddenLayers {
+        if case .token = routing { parts.routerLayer = firstLayer }
+        for l in firstLayer..<c.numHiddenLayers {
             for tensor in targets {
                 let t = tensor.projectionIndex!
                 let base = model.weights.layers[l].projection(tensor)!

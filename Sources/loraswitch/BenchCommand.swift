@@ -13,9 +13,10 @@ struct BenchCommand: Command {
     [--config tiny|smollm2-135m|tinyllama-1.1b] [--dtype f32|f16|bf16|q8_0|q4_0|q4_1] [--model PATH]
                            [--prompt N] [--tokens N] [--rounds R] [--threads N] [--json FILE]
                            [--experts N --top-k K --rank R [--targets all|attention|mlp|q,v,...] [--rows a,b,...]
-                            [--strategy S] [--switches N]]
+                            [--strategy S] [--switches N] [--router-layer L]]
        loraswitch bench --train [--config C --dtype D | --model PATH] [--seq 256] [--batch-size 1] [--steps 3]
-                           [--experts 8 --top-k 2 --rank 16 --targets all] [--rows ...] [--threads N] [--json FILE]
+                           [--experts 8 --top-k 2 --rank 16 --targets all --router-layer 0] [--rows ...] [--threads N]
+                           [--json FILE]
       --config   model shape built with random weights (default smollm2-135m)
       --dtype    weight type of the random model (default f32)
       --model    measure a model file or folder instead of a random model
@@ -31,6 +32,8 @@ struct BenchCommand: Command {
       --rows     only these rows: \(BenchCommand.adapterRows.joined(separator: ","))
       --strategy only the rows run under S: auto|reference|fused|merged|merged-inplace
       --switches also measure the drift of in-place merging after N switches against a rebuild (float weights)
+      --router-layer  the token-routed rows' router reads layer L's normalized input; their experts adapt layers
+                 L and up (default 0, the paper's placement)
       --train    measure training instead: rows train-lora, train-layer, train-token (AdamW steps on random
                  sequences of --seq tokens, --batch-size of them a step; --steps measured after one warm-up)
     """
@@ -57,6 +60,8 @@ struct BenchCommand: Command {
     let targets: [LayerTensor]
     var rows: [String]
     let switches: Int?
+    /// Token routing's router layer: the token rows' adapters cover layers from it on.
+    let routerLayer: Int
     /// `--train`: (sequence length, batch size, measured steps).
     let train: (sequence: Int, batchSize: Int, steps: Int)?
 
@@ -93,6 +98,7 @@ struct BenchCommand: Command {
         } else {
             train = nil
         }
+        routerLayer = try arguments.integer("router-layer", in: 0...100_000) ?? 0
         switches = try arguments.integer("switches", in: 1...1_000_000)
         if switches != nil && experts == nil { throw UsageError("--switches goes with --experts") }
         if let experts, topK > experts { throw UsageError("--top-k (\(topK)) exceeds --experts (\(experts))") }
@@ -127,7 +133,7 @@ struct BenchCommand: Command {
         if let train {
             try TrainBenchmark(model: model, configName: configName, dtypeName: dtypeName, pool: pool, sequence: train.sequence,
                                batchSize: train.batchSize, steps: train.steps, experts: experts ?? 8, topK: topK, rank: rank,
-                               targets: targets, rows: rows, jsonPath: jsonPath).run(progress: progress)
+                               targets: targets, routerLayer: routerLayer, rows: rows, jsonPath: jsonPath).run(progress: progress)
             return
         }
         let c = model.configuration
@@ -221,7 +227,7 @@ struct BenchCommand: Command {
         let layer = try Adapter.random(.mixture(routing: "layer", experts: experts, topK: topK), model: model, rank: rank,
                                        targets: targets, dtype: adapterType)
         let token = try Adapter.random(.mixture(routing: "token", experts: experts, topK: topK), model: model, rank: rank,
-                                       targets: targets, dtype: adapterType)
+                                       targets: targets, dtype: adapterType, firstLayer: routerLayer)
         return (lora, layer, token, adapterType)
     }
 

@@ -18,6 +18,7 @@ struct TrainBenchmark {
     let topK: Int
     let rank: Int
     let targets: [LayerTensor]
+    let routerLayer: Int
     let rows: [String]
     let jsonPath: String?
 
@@ -41,6 +42,9 @@ struct TrainBenchmark {
 
     func run(progress: Progress) throws {
         let c = model.configuration
+        guard routerLayer < c.numHiddenLayers else {
+            throw UsageError("--router-layer must be a layer of the model (0..<\(c.numHiddenLayers))")
+        }
         guard sequence >= 2, sequence <= c.maxPositionEmbeddings else {
             throw UsageError("--seq must be between 2 and the model's context of \(c.maxPositionEmbeddings)")
         }
@@ -58,7 +62,8 @@ struct TrainBenchmark {
             ("train-layer", AdapterShape(kind: .moeLayer, experts: experts, topK: topK, rank: rank, alpha: Double(2 * rank),
                                          targets: targets, layers: layers)),
             ("train-token", AdapterShape(kind: .moeToken, experts: experts, topK: topK, rank: rank, alpha: Double(2 * rank),
-                                         targets: targets, layers: layers)),
+                                         targets: targets, layers: Array(routerLayer..<c.numHiddenLayers),
+                                         routerLayer: routerLayer)),
         ]
         var rows: [Row] = []
         for (name, shape) in plans where self.rows.contains(name) {

@@ -283,6 +283,22 @@ struct BenchCLITests {
         #expect(try row("auto")["adapter_bytes_per_token"] as? Int == fusedBytes)
     }
 
+    /// The token rows' router on a later layer: their adapter covers fewer layers (fewer bytes a token), and every
+    /// strategy decodes with it.
+    @Test func routerOnALaterLayer() throws {
+        let (_, first) = try bench(["--tokens", "4", "--rounds", "1", "--rows", "token-fused"])
+        let (result, later) = try bench(["--tokens", "4", "--rounds", "1", "--router-layer", "2",
+                                         "--rows", "token-reference,token-fused,token-merged-rebuild"])
+        func bytes(_ report: [String: Any], _ name: String) throws -> Int {
+            let rows = try #require(report["rows"] as? [[String: Any]])
+            return try #require(rows.first { $0["name"] as? String == name }?["adapter_bytes_per_token"] as? Int)
+        }
+        #expect(try bytes(later, "token-fused") < bytes(first, "token-fused"), "\(result.stdout)")
+        for name in ["token-reference", "token-merged-rebuild"] { _ = try bytes(later, name) }
+        let wrong = try runLoraswitch(["bench", "--config", "tiny", "--experts", "4", "--tokens", "2", "--router-layer", "99"])
+        #expect(wrong.status == 1 && wrong.stderr.contains("99"), "\(wrong)")
+    }
+
     @Test func optionMistakes() throws {
         for arguments in [["--switches", "10"], ["--experts", "2", "--top-k", "3"], ["--experts", "4", "--rows", "token-fast"],
                           ["--experts", "4", "--strategy", "fast"], ["--rounds", "0"],
