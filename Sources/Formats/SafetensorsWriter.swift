@@ -83,8 +83,8 @@ public func writeAtomically(to path: String, _ body: (FileHandle) throws -> Void
     }
 }
 
-/// A JSON string literal.
-func jsonString(_ s: String) -> String {
+/// A JSON string literal: quotes, backslashes and control characters escaped.
+public func jsonString(_ s: String) -> String {
     var out = "\""
     for scalar in s.unicodeScalars {
         switch scalar {

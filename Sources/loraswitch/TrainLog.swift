@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 
 /// `train --log FILE`: one JSON object a line, written as each happens (a run that dies leaves every record before
@@ -30,38 +31,22 @@ struct JSONRecord {
 
     mutating func add(_ key: String, _ value: Int) { addRaw(key, String(value)) }
     mutating func add(_ key: String, _ value: Double?) { addRaw(key, Self.number(value)) }
-    mutating func add(_ key: String, _ value: String?) { addRaw(key, value.map(Self.string) ?? "null") }
+    mutating func add(_ key: String, _ value: String?) { addRaw(key, value.map(jsonString) ?? "null") }
     mutating func add(_ key: String, _ value: Bool) { addRaw(key, value ? "true" : "false") }
     mutating func add(_ key: String, _ values: [Int]) { addRaw(key, "[" + values.map(String.init).joined(separator: ",") + "]") }
     mutating func add(_ key: String, _ values: [(String, [Double])]) {
-        addRaw(key, "{" + values.map { Self.string($0.0) + ":[" + $0.1.map { Self.number($0) }.joined(separator: ",") + "]" }
+        addRaw(key, "{" + values.map { jsonString($0.0) + ":[" + $0.1.map { Self.number($0) }.joined(separator: ",") + "]" }
             .joined(separator: ",") + "}")
     }
 
     private mutating func addRaw(_ key: String, _ json: String) {
         if !empty { text += "," }
         empty = false
-        text += Self.string(key) + ":" + json
+        text += jsonString(key) + ":" + json
     }
 
     static func number(_ value: Double?) -> String {
         guard let value, value.isFinite else { return "null" }
         return "\(value)"
-    }
-
-    static func string(_ value: String) -> String {
-        var out = "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
