@@ -43,45 +43,35 @@ public struct Rope: Sendable {
     /// Rotates `heads` consecutive head vectors of `dimensions` elements at `x` in place.
     public func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int,
                        cos c: UnsafePointer<Float>, sin s: UnsafePointer<Float>) {
-        let half = dimensions / 2
-        for h in 0..<heads {
-            let v = x + h * dimensions
-            switch layout {
-            case .halves:
-                for i in 0..<half {
-                    let a = v[i], b = v[i + half]
-                    v[i] = a * c[i] - b * s[i]
-                    v[i + half] = b * c[i] + a * s[i]
-                }
-            case .interleaved:
-                for i in 0..<half {
-                    let a = v[2 * i], b = v[2 * i + 1]
-                    v[2 * i] = a * c[i] - b * s[i]
-                    v[2 * i + 1] = b * c[i] + a * s[i]
-                }
-            }
-        }
+        rotate(x, heads: heads, cos: c, sin: s, sign: 1)
     }
 
     /// The backward pass of `rotate`: rotates each pair by the opposite angle (the rotation's transpose is its
     /// inverse), turning ∂L/∂(rotated) into ∂L/∂(unrotated) in place. Same arguments as `rotate`.
     public func rotateBackward(_ x: UnsafeMutablePointer<Float>, heads: Int,
                                cos c: UnsafePointer<Float>, sin s: UnsafePointer<Float>) {
+        rotate(x, heads: heads, cos: c, sin: s, sign: -1)
+    }
+
+    /// Each pair (a, b) ← (a·cos − b·sin·sign, b·cos + a·sin·sign): by the angle (sign 1) or its opposite (−1).
+    @inline(__always)
+    private func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, cos c: UnsafePointer<Float>,
+                        sin s: UnsafePointer<Float>, sign: Float) {
         let half = dimensions / 2
         for h in 0..<heads {
             let v = x + h * dimensions
             switch layout {
             case .halves:
                 for i in 0..<half {
-                    let a = v[i], b = v[i + half]
-                    v[i] = a * c[i] + b * s[i]
-                    v[i + half] = b * c[i] - a * s[i]
+                    let a = v[i], b = v[i + half], si = sign * s[i]
+                    v[i] = a * c[i] - b * si
+                    v[i + half] = b * c[i] + a * si
                 }
             case .interleaved:
                 for i in 0..<half {
-                    let a = v[2 * i], b = v[2 * i + 1]
-                    v[2 * i] = a * c[i] + b * s[i]
-                    v[2 * i + 1] = b * c[i] - a * s[i]
+                    let a = v[2 * i], b = v[2 * i + 1], si = sign * s[i]
+                    v[2 * i] = a * c[i] - b * si
+                    v[2 * i + 1] = b * c[i] + a * si
                 }
             }
         }
