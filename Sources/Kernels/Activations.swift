@@ -24,46 +24,15 @@ public func siluMul(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count 
 public func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count n: Int) {
     guard n > 0 else { return }
     let (_, sum) = exponentiate(x, count: n)
-    let inv = 1 / sum
-    var i = 0
-    while i + 16 <= n {
-        let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
-        UnsafeMutableRawPointer(x + i).storeBytes(of: v * inv, as: SIMD16<Float>.self)
-        i += 16
-    }
-    while i < n { x[i] *= inv; i += 1 }
+    scaleRow(x, count: n, by: 1 / sum)
 }
 
-/// x[i] ← e^(x[i] − m) in place, m = max x; returns m and Σ e^(x[i] − m). n > 0.
+/// x[i] ← e^(x[i] − m) in place, m = max x; returns m and Σ e^(x[i] − m). n > 0. (The row pieces of
+/// SoftmaxRows.swift.)
 @inline(__always)
 func exponentiate(_ x: UnsafeMutablePointer<Float>, count n: Int) -> (maximum: Float, sum: Float) {
-    var m = x[0]
-    var i = 0
-    var mv = SIMD16<Float>(repeating: -.infinity)
-    while i + 16 <= n {
-        mv = pointwiseMax(mv, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self))
-        i += 16
-    }
-    m = max(m, mv.max())
-    while i < n { m = max(m, x[i]); i += 1 }
-
-    var sums = SIMD16<Float>()
-    i = 0
-    let shift = SIMD16<Float>(repeating: m)
-    while i + 16 <= n {
-        let e = exp(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self) - shift)
-        UnsafeMutableRawPointer(x + i).storeBytes(of: e, as: SIMD16<Float>.self)
-        sums += e
-        i += 16
-    }
-    var sum = horizontalSum(sums)
-    while i < n {
-        let e = expf(x[i] - m)
-        x[i] = e
-        sum += e
-        i += 1
-    }
-    return (m, sum)
+    let m = rowMaximum(x, count: n)
+    return (m, exponentiateRow(x, count: n, shift: m))
 }
 
 /// e^x for 16 lanes, to about 1 ulp (Cephes' expf: x = n·ln2 + r, |r| ≤ ln2/2, a degree-6 polynomial for e^r,

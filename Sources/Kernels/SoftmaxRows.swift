@@ -2,10 +2,10 @@
 import Glibc
 #endif
 
-// Row pieces of the softmaxes of training (attention's probabilities, the cross-entropy): maximum, shifted
-// exponentials and their sum, scaling. The lane-wise maximum is an element loop, which LLVM turns into one vector
-// compare and blend; the standard library's `pointwiseMax` (as `exponentiate` uses it) compiles to a lane-by-lane
-// loop through the stack that cost more than the exponentials.
+// Row pieces of every softmax (decoding attention's and `softmaxInPlace` through `exponentiate`; training's
+// attention and cross-entropy): maximum, shifted exponentials and their sum, scaling. The lane-wise maximum is an
+// element loop, which LLVM turns into one vector compare and blend; the standard library's `pointwiseMax`
+// compiles to a lane-by-lane loop through the stack that cost more than the exponentials.
 
 /// max p[0..<n] (−∞ for n = 0).
 @inline(__always)
