@@ -9,14 +9,7 @@ import Glibc
 /// - experts, gates: [k] outputs, by descending gate
 func selectExperts(logits: UnsafePointer<Float>, count n: Int, topK k: Int, probabilities: UnsafeMutablePointer<Float>,
                    experts: UnsafeMutablePointer<Int32>, gates: UnsafeMutablePointer<Float>) {
-    var m = logits[0]
-    for i in 1..<n { m = max(m, logits[i]) }
-    var sum: Float = 0
-    for i in 0..<n {
-        probabilities[i] = expf(logits[i] - m)
-        sum += probabilities[i]
-    }
-    for i in 0..<n { probabilities[i] /= sum }
+    _ = routerSoftmax(logits, count: n, into: probabilities)
     var kept: Float = 0
     for j in 0..<k {
         var best = -1
@@ -30,4 +23,19 @@ func selectExperts(logits: UnsafePointer<Float>, count n: Int, topK k: Int, prob
         kept += probabilities[best]
     }
     for j in 0..<k { gates[j] /= kept }
+}
+
+/// A router's probabilities p = softmax(z) over `n` logits, in float32 shifted by the maximum (the routing's
+/// softmax: what `selectExperts` keeps the top-k of, and what training's aux and z-loss read). Returns
+/// logsumexp(z). p: [n].
+public func routerSoftmax(_ z: UnsafePointer<Float>, count n: Int, into p: UnsafeMutablePointer<Float>) -> Float {
+    var m = z[0]
+    for i in 1..<n { m = max(m, z[i]) }
+    var sum: Float = 0
+    for i in 0..<n {
+        p[i] = expf(z[i] - m)
+        sum += p[i]
+    }
+    for i in 0..<n { p[i] /= sum }
+    return m + logf(sum)
 }

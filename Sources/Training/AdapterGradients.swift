@@ -149,7 +149,7 @@ final class AdapterGradients {
         var p = [Float](repeating: 0, count: n)
         for row in 0..<t {
             let g = dz + row * n
-            let lse = softmax(logits + row * n, count: n, into: &p)
+            let lse = routerSoftmax(logits + row * n, count: n, into: &p)
             var fp: Float = 0
             for i in 0..<n { fp += fractions[i] * p[i] }
             for i in 0..<n { g[i] = auxScale * p[i] * (fractions[i] - fp) + zScale * lse * p[i] }
@@ -172,15 +172,4 @@ final class AdapterGradients {
             }
         }
     }
-}
-
-/// p = softmax(z) over n logits (float32, shifted by the maximum); returns logsumexp(z).
-@inline(__always)
-func softmax(_ z: UnsafePointer<Float>, count n: Int, into p: inout [Float]) -> Float {
-    var m = z[0]
-    for i in 1..<n { m = max(m, z[i]) }
-    var sum: Float = 0
-    for i in 0..<n { p[i] = expf(z[i] - m); sum += p[i] }
-    for i in 0..<n { p[i] /= sum }
-    return m + logf(sum)
 }

@@ -132,7 +132,7 @@ public final class TrainingObjective {
                     : plain.decisions(layer: site / LayerTensor.projections.count, projection: LayerTensor.projections[site % LayerTensor.projections.count])
                 let z = d.logits!.pointer
                 for row in 0..<t {
-                    let lse = softmax(z + row * n, count: n, into: &p)
+                    let lse = routerSoftmax(z + row * n, count: n, into: &p)
                     squares += Double(lse) * Double(lse)
                     for i in 0..<n { probabilities[site]![i] += Double(p[i]) }
                 }
