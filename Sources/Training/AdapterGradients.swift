@@ -19,6 +19,13 @@ import Model
 enum RouterSite {
     static let token = -1
     static func layer(_ l: Int, _ tensor: LayerTensor) -> Int { l * LayerTensor.projections.count + tensor.projectionIndex! }
+
+    /// The decisions of the router at `site` in `plain`'s last pass.
+    static func decisions(_ site: Int, in plain: ReferenceAdapters) -> ReferenceAdapters.Decisions {
+        guard site != token else { return plain.token }
+        let kinds = LayerTensor.projections.count
+        return plain.decisions(layer: site / kinds, projection: LayerTensor.projections[site % kinds])
+    }
 }
 
 /// Three parallel steps per projection: the entries split between threads (v, c, the scaled factors); B's rows

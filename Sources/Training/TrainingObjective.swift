@@ -101,8 +101,7 @@ public final class TrainingObjective {
         var counts = [Int: [Int]](uniqueKeysWithValues: routers.map { ($0, [Int](repeating: 0, count: n)) })
         func count(rows t: Int) {
             for site in routers {
-                let d = site == RouterSite.token ? plain.token
-                    : plain.decisions(layer: site / LayerTensor.projections.count, projection: LayerTensor.projections[site % LayerTensor.projections.count])
+                let d = RouterSite.decisions(site, in: plain)
                 for i in 0..<(t * k) { counts[site]![Int(d.experts[i])] += 1 }
             }
         }
@@ -128,8 +127,7 @@ public final class TrainingObjective {
             try forward.run(tokens: batch.tokens, segments: batch.segments, adapters: plain, tape: differentiate ? tape : nil)
             if !counted { count(rows: t) }
             for site in routers {
-                let d = site == RouterSite.token ? plain.token
-                    : plain.decisions(layer: site / LayerTensor.projections.count, projection: LayerTensor.projections[site % LayerTensor.projections.count])
+                let d = RouterSite.decisions(site, in: plain)
                 let z = d.logits!.pointer
                 for row in 0..<t {
                     let lse = routerSoftmax(z + row * n, count: n, into: &p)
