@@ -95,21 +95,29 @@ extension Adapter {
                 for e in parts.pairs[l][t].indices {
                     guard let pair = parts.pairs[l][t][e] else { continue }
                     let storage = ByteStorage(count: pair.b.byteCount)
-                    let hd = c.headDim, half = hd / 2
-                    for h in 0..<heads {
-                        for j in 0..<half {
-                            for side in 0..<2 {
-                                // Interleaved row h·hd + 2j + side holds halves row h·hd + side·hd/2 + j.
-                                let interleavedRow = h * hd + 2 * j + side, halvesRow = h * hd + side * half + j
-                                let (to, from) = interleaved ? (interleavedRow, halvesRow) : (halvesRow, interleavedRow)
-                                (storage.pointer + to * pair.b.rowBytes).copyMemory(from: pair.b.row(from), byteCount: pair.b.rowBytes)
-                            }
-                        }
-                    }
+                    reorderRotaryRows(pair.b.data, into: storage.pointer, rowBytes: pair.b.rowBytes, heads: heads,
+                                      headDim: c.headDim, toInterleaved: interleaved)
                     let b = WeightMatrix(data: storage.pointer, dtype: pair.b.dtype, rows: pair.b.rows, cols: pair.b.cols)!
                     parts.pairs[l][t][e] = LowRankPair(a: pair.a, b: b, scale: pair.scale)
                     parts.storage.append(storage)
                 }
+            }
+        }
+    }
+}
+
+/// Copies the rows of a q or k projection's output side [heads · headDim, …] (rows of `rowBytes` bytes) from one
+/// rotary layout to the other (`Rope.Layout`): interleaved row h·hd + 2j + side holds halves row
+/// h·hd + side·hd/2 + j. `toInterleaved`: from halves (Hugging Face's order) to interleaved (llama.cpp's), else back.
+public func reorderRotaryRows(_ source: UnsafeRawPointer, into destination: UnsafeMutableRawPointer, rowBytes: Int,
+                              heads: Int, headDim hd: Int, toInterleaved: Bool) {
+    let half = hd / 2
+    for h in 0..<heads {
+        for j in 0..<half {
+            for side in 0..<2 {
+                let interleavedRow = h * hd + 2 * j + side, halvesRow = h * hd + side * half + j
+                let (to, from) = toInterleaved ? (interleavedRow, halvesRow) : (halvesRow, interleavedRow)
+                (destination + to * rowBytes).copyMemory(from: source + from * rowBytes, byteCount: rowBytes)
             }
         }
     }

@@ -70,15 +70,8 @@ public enum AdapterWriter {
 
     /// B [heads · hd, r] with each head's rows from interleaved-pair order (GGUF llama) back to halves order.
     static func halvesOrder(_ b: FloatBuffer, rank r: Int, heads: Int, headDim hd: Int) -> FloatBuffer {
-        let half = hd / 2, out = FloatBuffer(count: b.count)
-        for h in 0..<heads {
-            for j in 0..<half {
-                for side in 0..<2 {
-                    let from = h * hd + 2 * j + side, to = h * hd + side * half + j
-                    (out.pointer + to * r).update(from: b.pointer + from * r, count: r)
-                }
-            }
-        }
+        let out = FloatBuffer(count: b.count)
+        reorderRotaryRows(b.pointer, into: out.pointer, rowBytes: r * 4, heads: heads, headDim: hd, toInterleaved: false)
         return out
     }
 }
