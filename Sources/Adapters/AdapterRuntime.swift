@@ -61,9 +61,9 @@ public final class AdapterRuntime: ForwardAdapters {
     let adapted: UnsafeMutablePointer<Bool>
     let layers: Int
     /// The factors in each thread's reading order, for fused decoding, and its tables as the regions read them.
-    let layout: DecodingLayout?
-    let layoutTiles: UnsafeMutablePointer<LowRankTiles?>?
-    let layoutFolds: UnsafeMutablePointer<WeightMatrix?>?
+    let layout: DecodingLayout
+    let layoutTiles: UnsafeMutablePointer<LowRankTiles?>
+    let layoutFolds: UnsafeMutablePointer<WeightMatrix?>
     /// Whether the regions before a projection start its input side (`foldInput`): fused under token or fixed
     /// routing, whose selection holds for the whole token (not under layer routing, whose experts are known only
     /// once the router has seen the whole input).
@@ -192,10 +192,10 @@ public final class AdapterRuntime: ForwardAdapters {
         }
         work.reserveCapacity(3 * max(1, k))
         layout = adapter.decodingLayout(DecodingPartition(c, threads: threads))
-        layoutTiles = layout?.tiles
-        layoutFolds = layout?.folds
+        layoutTiles = layout.tiles
+        layoutFolds = layout.folds
         if case .layer = adapter.routing { layerRouting = true } else { layerRouting = false }
-        folds = !layerRouting && layout != nil
+        folds = !layerRouting
         sharesAwaited = zeroed(threads * 8)
         tokenTerms = .allocate(capacity: layers * kinds * threads * max(1, k))
         tokenTermCounts = zeroed(layers * kinds * threads)
@@ -238,7 +238,7 @@ public final class AdapterRuntime: ForwardAdapters {
                     let list = site(layer, index) * threads + thread
                     var count = 0
                     for j in 0..<k {
-                        guard let tiles = layoutTiles![layoutSlot(layer, index, chunkExperts[j], thread)] else { continue }
+                        guard let tiles = layoutTiles[layoutSlot(layer, index, chunkExperts[j], thread)] else { continue }
                         (tokenTerms + list * k + count).initialize(to: LowRankTerm(b: tiles, u: slot.threadU + (thread * k + j) * width))
                         count += 1
                     }
@@ -320,7 +320,6 @@ public final class AdapterRuntime: ForwardAdapters {
                 let u = slot.u + j * width
                 work.append((index, j, pair, slot.gates[j] * pair.scale))
                 workRows += pair.rank
-                guard let layoutTiles else { continue }
                 for thread in 0..<threads {
                     guard let tiles = layoutTiles[layoutSlot(layer, index, slot.experts[j], thread)] else { continue }
                     (slot.terms + thread * k + slot.termCounts[thread]).initialize(to: LowRankTerm(b: tiles, u: u))
@@ -352,7 +351,7 @@ public final class AdapterRuntime: ForwardAdapters {
 
     public func foldInput(layer: Int, projections: [LayerTensor], source: UnsafePointer<Float>, norm: UnsafePointer<Float>?,
                           inputs: Range<Int>, thread: Int) {
-        guard folds, let layoutFolds else { return }
+        guard folds else { return }
         var x = source
         var squares: Float = 0
         if let norm {
