@@ -81,8 +81,6 @@ public final class ReferenceAdapters: ProjectionAdapters {
     public let perProjection: [Decisions?]
     /// With `recording`: H of every (layer, projection), [layers · 7], each [T·k, maxRank] in grouped order.
     public let hidden: [FloatBuffer?]
-    /// The rows of the last pass.
-    public private(set) var rows = 0
 
     // Scratch.
     private let scaled: FloatBuffer   // [T·k, maxRank] g·s ∘ H in grouped order
@@ -147,7 +145,6 @@ public final class ReferenceAdapters: ProjectionAdapters {
         guard t <= capacity, pool.threadCount <= gathered.count else {
             throw AdapterError.strategy(detail: "\(adapter.name): a pass of \(t) rows on \(pool.threadCount) threads exceeds the reference adapters' \(capacity) rows on \(gathered.count) threads")
         }
-        rows = t
     }
 
     public func adapts(layer: Int, projection: LayerTensor) -> Bool { adapter.projection(layer: layer, projection) != nil }

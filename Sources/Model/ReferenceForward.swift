@@ -28,7 +28,6 @@ public final class ReferenceForward {
     let scores: [FloatBuffer]
     /// Per thread: a group's m, l and un-normalised outputs.
     let partials: [FloatBuffer]
-    let scoreCapacity: Int
     /// Packed attention's scratch, grown to the longest sequence seen.
     var attentionScratch = FloatBuffer(count: 1, zeroed: false)
 
@@ -56,7 +55,6 @@ public final class ReferenceForward {
         let widest = max(c.hiddenSize, c.intermediateSize, c.queryDimension)
         tiles = (0..<pool.threadCount).map { _ in FloatBuffer(count: matmulScratchCount(cols: widest), zeroed: false) }
         let keys = max(t, context ?? t), group = c.groupSize, headDim = c.headDim
-        scoreCapacity = keys
         scores = (0..<pool.threadCount).map { _ in FloatBuffer(count: group * keys, zeroed: false) }
         partials = (0..<pool.threadCount).map { _ in FloatBuffer(count: group * (headDim + 2), zeroed: false) }
     }
@@ -80,9 +78,6 @@ public final class ReferenceForward {
                 throw ModelError.invalidRows("segments must cover the rows in order, each non-empty: \(segments)")
             }
             expected = s.upperBound
-            guard s.count <= scoreCapacity else {
-                throw ModelError.contextFull(needed: s.count, capacity: scoreCapacity)
-            }
         }
         guard expected == tokens.count else {
             throw ModelError.invalidRows("segments cover \(expected) rows, not the \(tokens.count) tokens")
