@@ -58,30 +58,30 @@ public enum Checkpoint {
     }
 
     /// The state saved in `folder`: checks that it belongs to a run with `identity`, restores the optimizer's
-    /// moments and returns (step, optimizer step). The adapter's values are loaded by the caller (`--resume` reads the
-    /// folder's adapter as `--init` would).
+    /// moments and returns (step, optimizer step). The adapter's values are loaded by the caller (from the folder's
+    /// adapter, as any initial adapter is).
     public static func restore(from folder: String, identity: Identity, into optimizer: Optimizer,
                                parameters: AdapterParameters) throws -> (step: Int, optimizerStep: Int) {
         let path = (folder as NSString).appendingPathComponent(stateFile)
         guard FileManager.default.fileExists(atPath: path) else {
-            throw TrainingError.invalidOptions("--resume: \(folder) holds no \(stateFile) (not a training checkpoint)")
+            throw TrainingError.invalidCheckpoint("\(folder) holds no \(stateFile) (not a training checkpoint)")
         }
         let file: SafetensorsFile
         do { file = try SafetensorsFile(path: path) } catch {
-            throw TrainingError.invalidOptions("--resume: \(error.localizedDescription)")
+            throw TrainingError.invalidCheckpoint(error.localizedDescription)
         }
         for (key, value) in identity.values.sorted(by: { $0.key < $1.key }) where file.metadata["run." + key] != value {
-            throw TrainingError.invalidOptions("--resume: the checkpoint's run had \(key) = '\(file.metadata["run." + key] ?? "none")', this one '\(value)'")
+            throw TrainingError.invalidCheckpoint("\(folder): its run had \(key) = '\(file.metadata["run." + key] ?? "none")', this one '\(value)'")
         }
         guard let step = file.metadata["step"].flatMap(Int.init), let optimizerStep = file.metadata["optimizer_step"].flatMap(Int.init),
               step >= 0, optimizerStep >= 0 else {
-            throw TrainingError.invalidOptions("--resume: \(path): 'step' and 'optimizer_step' must be counts")
+            throw TrainingError.invalidCheckpoint("\(path): 'step' and 'optimizer_step' must be counts")
         }
         if optimizer.kind == .adamw {
             for (i, t) in parameters.tensors.enumerated() {
                 for (prefix, moments) in [("exp_avg.", optimizer.firstMoments[i]), ("exp_avg_sq.", optimizer.secondMoments[i])] {
                     guard let view = file.tensor(prefix + t.name), view.dtype == .f32, view.shape == t.shape else {
-                        throw TrainingError.invalidOptions("--resume: \(path): tensor '\(prefix + t.name)' is missing or not f32 \(t.shape)")
+                        throw TrainingError.invalidCheckpoint("\(path): tensor '\(prefix + t.name)' is missing or not f32 \(t.shape)")
                     }
                     moments.pointer.withMemoryRebound(to: UInt8.self, capacity: t.count * 4) {
                         $0.update(from: view.data.assumingMemoryBound(to: UInt8.self), count: t.count * 4)

@@ -132,7 +132,7 @@ public final class Trainer {
     /// Continue from a checkpoint's step and optimizer state (the parameters come with the adapter).
     public func restore(step: Int, optimizerStep: Int) throws {
         guard step >= 0, step <= totalSteps else {
-            throw TrainingError.invalidOptions("--resume: the checkpoint is at step \(step), beyond this run's \(totalSteps)")
+            throw TrainingError.invalidCheckpoint("at step \(step), beyond this run's \(totalSteps) steps")
         }
         self.step = step
         optimizer.step = optimizerStep

@@ -6,11 +6,14 @@ public enum TrainingError: Error, LocalizedError, Equatable {
     case invalidShape(String)
     case invalidInit(String)
     case invalidOptions(String)
+    /// A checkpoint that cannot be continued (missing, corrupt, or of another run).
+    case invalidCheckpoint(String)
 
     public var errorDescription: String? {
         switch self {
         case let .invalidShape(detail): return "adapter to train: \(detail)"
-        case let .invalidInit(detail): return "--init: \(detail)"
+        case let .invalidInit(detail): return "initial adapter: \(detail)"
+        case let .invalidCheckpoint(detail): return "checkpoint: \(detail)"
         case let .invalidOptions(detail): return detail
         }
     }

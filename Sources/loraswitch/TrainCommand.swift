@@ -127,10 +127,14 @@ struct TrainCommand: Command {
                                   options: options, pool: ThreadPool(threads: threads))
         let identity = Checkpoint.Identity(options: options, shape: parameters.shape, trainExamples: train.examples)
         if let resumePath {
-            let state = try Checkpoint.restore(from: resumePath, identity: identity, into: trainer.optimizer, parameters: parameters)
-            try trainer.restore(step: state.step, optimizerStep: state.optimizerStep)
+            do {
+                let state = try Checkpoint.restore(from: resumePath, identity: identity, into: trainer.optimizer, parameters: parameters)
+                try trainer.restore(step: state.step, optimizerStep: state.optimizerStep)
+            } catch TrainingError.invalidCheckpoint(let detail) {
+                throw TrainCommandError("--resume: \(detail)")
+            }
             guard trainer.step < trainer.totalSteps else {
-                throw TrainCommandError("--resume \(resumePath): its run has done all of its \(trainer.totalSteps) steps; nothing to continue")
+                throw TrainCommandError("--resume \(resumePath): its run has done all of its \(trainer.totalSteps) steps; nothing to continue (--init \(resumePath) trains its adapter further in a new run)")
             }
         }
         if let stopAfter, stopAfter <= trainer.step {
@@ -184,10 +188,18 @@ struct TrainCommand: Command {
             return try AdapterParameters(shape: shape.fresh(layerCount: model.configuration.numHiddenLayers), model: model,
                                          seed: options.seed)
         }
-        let adapter = try Adapter.load([AdapterSpec(path: path)], model: model)
-        let existing = try AdapterShape(of: adapter, folder: path)
-        try shape.check(against: existing, option: option, path: path)
-        return try AdapterParameters(copying: adapter, shape: existing, model: model)
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue {
+            throw TrainCommandError("\(option) \(path): a file, not an adapter folder (training starts from a PEFT LoRA or MoE-LoRA folder; a GGUF LoRA is run, not trained)")
+        }
+        do {
+            let adapter = try Adapter.load([AdapterSpec(path: path)], model: model)
+            let existing = try AdapterShape(of: adapter, folder: path)
+            try shape.check(against: existing, option: option, path: path)
+            return try AdapterParameters(copying: adapter, shape: existing, model: model)
+        } catch TrainingError.invalidInit(let detail) {
+            throw TrainCommandError("\(option): \(detail)")
+        }
     }
 }
 

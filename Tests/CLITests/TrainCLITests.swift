@@ -208,6 +208,16 @@ struct TrainCLITests {
         #expect(try readBytes(out + "/adapter_model.safetensors") == before, "the checkpoint is left as it was")
     }
 
+    @Test func aFinishedRunIsNotResumedButItsAdapterCanStartAnother() throws {
+        let out = folder.file("done")
+        #expect(try train(["--out", out, "--steps", "1"]).status == 0)
+        let resumed = try train(["--out", out, "--resume", out, "--steps", "1"])
+        #expect(resumed.status == 1 && resumed.stderrLines.count == 1, "\(resumed)")
+        #expect(resumed.stderr.contains("nothing to continue") && resumed.stderr.contains("--init"), "\(resumed.stderr)")
+        let further = try train(["--out", folder.file("further"), "--init", out, "--steps", "1"])
+        #expect(further.status == 0, "\(further)")
+    }
+
     @Test func initStartsFromAnAdapter() throws {
         let out = folder.file("init")
         let result = try train(["--out", out, "--init", adapterFixture("moe-layer-top2"), "--steps", "2", "--type", "moe-layer"])
@@ -256,6 +266,7 @@ struct TrainCLITests {
         ("masked.jsonl", "{\"input_ids\":[1,2,3],\"labels\":[-100,-100,-100]}\n", [], 1, ["masked.jsonl:1:", "-100"]),
         ("text.jsonl", "{\"text\":\"hello\"}\n", [], 1, ["text.jsonl:1:", "tokenizer"]),
         ("", "", ["--model", "llama-mha", "--init", "lora-basic"], 1, ["lora-basic", "another base model"]),
+        ("", "", ["--model", "llama-f32.gguf", "--init", "gguf-lora.gguf"], 1, ["--init", "gguf-lora.gguf", "not an adapter folder"]),
         ("", "", ["--resume", "lora-basic"], 1, ["--resume", "not a training checkpoint"]),
         ("", "", ["--resume", "missing"], 1, ["--resume", "no such folder"]),
         ("", "", ["--init", "lora-basic", "--rank", "8"], 2, ["--rank 8", "lora-basic", "rank is 4"]),
