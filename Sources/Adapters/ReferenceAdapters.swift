@@ -57,6 +57,14 @@ public final class ReferenceAdapters: ProjectionAdapters {
             slots.deallocate()
         }
 
+        /// The first row of the grouped entries `run` (of one expert) when their rows are consecutive, as under fixed
+        /// routing, so that their inputs and outputs are read and written in place; nil otherwise. (An expert's rows
+        /// ascend and never repeat, so the ends tell.)
+        public func consecutiveRows(_ run: Range<Int>) -> Int? {
+            let first = Int(rows[run.lowerBound])
+            return Int(rows[run.upperBound - 1]) - first == run.count - 1 ? first : nil
+        }
+
         /// Groups the first `t` rows' choices by expert (each expert's rows in ascending order).
         func group(rows t: Int, k: Int, n: Int) {
             var counts = [Int](repeating: 0, count: n + 1)
@@ -195,10 +203,15 @@ public final class ReferenceAdapters: ProjectionAdapters {
                 guard let pair else { continue }
                 let run = (decisions.offsets[e]..<decisions.offsets[e + 1]).clamped(to: mine)
                 guard !run.isEmpty else { continue }
-                for (i, entry) in run.enumerated() {
-                    (x_e + i * inputs).update(from: x + Int(decisions.rows[entry]) * inputs, count: inputs)
+                var input = UnsafePointer(x_e)
+                if let first = decisions.consecutiveRows(run) {
+                    input = x + first * inputs
+                } else {
+                    for (i, entry) in run.enumerated() {
+                        (x_e + i * inputs).update(from: x + Int(decisions.rows[entry]) * inputs, count: inputs)
+                    }
                 }
-                matmul(pair.a, x_e, tokens: run.count, h + run.lowerBound * width, ldy: width, rows: 0..<pair.rank,
+                matmul(pair.a, input, tokens: run.count, h + run.lowerBound * width, ldy: width, rows: 0..<pair.rank,
                        scratch: tiles[thread].pointer)
                 for entry in run {
                     let row = Int(decisions.rows[entry]), j = Int(decisions.slots[entry])
@@ -216,17 +229,20 @@ public final class ReferenceAdapters: ProjectionAdapters {
                 guard let pair else { continue }
                 let run = decisions.offsets[e]..<decisions.offsets[e + 1]
                 guard !run.isEmpty else { continue }
+                var scaledRows = UnsafePointer(hs + run.lowerBound * width)
                 if pair.rank < width {
                     // matmul reads rank-wide rows: pack them.
                     for (i, entry) in run.enumerated() {
                         for q in 0..<pair.rank { gathered[thread].pointer[i * pair.rank + q] = hs[entry * width + q] }
                     }
-                    matmul(pair.b, gathered[thread].pointer, tokens: run.count, out, ldy: outs, rows: columns,
-                           scratch: tiles[thread].pointer)
-                } else {
-                    matmul(pair.b, hs + run.lowerBound * width, tokens: run.count, out, ldy: outs, rows: columns,
-                           scratch: tiles[thread].pointer)
+                    scaledRows = UnsafePointer(gathered[thread].pointer)
                 }
+                if let first = decisions.consecutiveRows(run) {
+                    matmul(pair.b, scaledRows, tokens: run.count, y + first * ldy, ldy: ldy, rows: columns,
+                           accumulate: true, scratch: tiles[thread].pointer)
+                    continue
+                }
+                matmul(pair.b, scaledRows, tokens: run.count, out, ldy: outs, rows: columns, scratch: tiles[thread].pointer)
                 for (i, entry) in run.enumerated() {
                     let row = Int(decisions.rows[entry])
                     addInPlace(y + row * ldy + columns.lowerBound, out + i * outs + columns.lowerBound, count: columns.count)

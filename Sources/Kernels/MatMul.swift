@@ -16,21 +16,23 @@ let singleThreadedBLAS: Void = { openblas_set_num_threads(1) }()
 @inline(__always)
 func tileRows(cols: Int) -> Int { max(16, (matmulScratchCount(cols: cols) / max(1, cols)) & ~15) }
 
-/// Y[t, r] = X[t, :] · W[r, :] for t in 0..<tokens and r in `rows`. X: [tokens, w.cols] (row stride w.cols);
-/// Y: [tokens, ldy], written at columns `rows`. `scratch` holds `matmulScratchCount(cols: w.cols)` floats.
+/// Y[t, r] = X[t, :] · W[r, :] for t in 0..<tokens and r in `rows` (`accumulate`: Y[t, r] += …). X: [tokens,
+/// w.cols] (row stride w.cols); Y: [tokens, ldy], written at columns `rows`. `scratch` holds
+/// `matmulScratchCount(cols: w.cols)` floats.
 public func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int,
-                   _ y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>,
+                   _ y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, accumulate: Bool = false,
                    scratch: UnsafeMutablePointer<Float>) {
-    _ = singleThreadedBLAS
     guard !rows.isEmpty, tokens > 0 else { return }
-    if tokens == 1 {
+    if tokens == 1 && !accumulate {
         // One token: the matrix-vector kernel reads the weights once, with no dequantized copy.
         matvec(w, x, y, rows: rows, scratch: scratch)
         return
     }
+    let beta: Float = accumulate ? 1 : 0
     if w.dtype == .f32 {
-        sgemm(x, tokens: tokens, w.row(rows.lowerBound).assumingMemoryBound(to: Float.self), rows: rows.count,
-              cols: w.cols, y + rows.lowerBound, ldy: ldy)
+        sgemm(.plain, .transposed, m: tokens, n: rows.count, k: w.cols, a: x, lda: w.cols,
+              b: w.row(rows.lowerBound).assumingMemoryBound(to: Float.self), ldb: w.cols, beta: beta,
+              c: y + rows.lowerBound, ldc: ldy)
         return
     }
     let step = tileRows(cols: w.cols)
@@ -38,16 +40,10 @@ public func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int,
     while r < rows.upperBound {
         let n = min(step, rows.upperBound - r)
         dequantize(w.row(r), dtype: w.dtype, count: n * w.cols, into: scratch)
-        sgemm(x, tokens: tokens, scratch, rows: n, cols: w.cols, y + r, ldy: ldy)
+        sgemm(.plain, .transposed, m: tokens, n: n, k: w.cols, a: x, lda: w.cols, b: scratch, ldb: w.cols, beta: beta,
+              c: y + r, ldc: ldy)
         r += n
     }
-}
-
-/// C[tokens, rows] (row stride ldy) = X[tokens, cols] · W[rows, cols]ᵀ.
-private func sgemm(_ x: UnsafePointer<Float>, tokens: Int, _ w: UnsafePointer<Float>, rows: Int, cols: Int,
-                   _ c: UnsafeMutablePointer<Float>, ldy: Int) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows), Int32(cols),
-                1, x, Int32(cols), w, Int32(cols), 0, c, Int32(ldy))
 }
 
 /// C[m, n] += A[m, k] · B[k, n], all row-major float32 with the given leading dimensions (OpenBLAS sgemm, on the

@@ -19,7 +19,7 @@ public final class ReferenceForward {
 
     let c: ModelConfiguration
     let x: FloatBuffer, xn: FloatBuffer, q: FloatBuffer, k: FloatBuffer, v: FloatBuffer
-    let attention: FloatBuffer, logSumExp: FloatBuffer, delta: FloatBuffer
+    let attention: FloatBuffer, logSumExp: FloatBuffer
     let gate: FloatBuffer, up: FloatBuffer, activation: FloatBuffer
     let cosines: FloatBuffer, sines: FloatBuffer
     /// The final norm's output [rows, D]: what `head` reads.
@@ -45,7 +45,6 @@ public final class ReferenceForward {
         v = FloatBuffer(count: t * c.keyValueDimension, zeroed: false)
         attention = FloatBuffer(count: t * c.queryDimension, zeroed: false)
         logSumExp = FloatBuffer(count: t * c.numAttentionHeads, zeroed: false)
-        delta = FloatBuffer(count: t * c.hiddenSize, zeroed: false)
         gate = FloatBuffer(count: t * c.intermediateSize, zeroed: false)
         up = FloatBuffer(count: t * c.intermediateSize, zeroed: false)
         activation = FloatBuffer(count: t * c.intermediateSize, zeroed: false)
@@ -149,8 +148,7 @@ public final class ReferenceForward {
             }
         }
         attend(l, rows: t, q: q, k: k, v: v, context: context, into: attention, logSumExp: lse)
-        project(l, .o, lw.o, attention, rows: t, into: delta.pointer, adapters)
-        add(delta.pointer, into: x.pointer, count: t * d)
+        project(l, .o, lw.o, attention, rows: t, into: x.pointer, accumulate: true, adapters)
         record?.middle.pointer.update(from: x.pointer, count: t * d)
 
         // MLP block: x += down(SiLU(gate(n(x))) · up(n(x))).
@@ -161,18 +159,17 @@ public final class ReferenceForward {
             siluMul(gate: gate + range.lowerBound, up: up + range.lowerBound, count: range.count,
                     into: activation + range.lowerBound)
         }
-        project(l, .down, lw.down, activation, rows: t, into: delta.pointer, adapters)
-        add(delta.pointer, into: x.pointer, count: t * d)
+        project(l, .down, lw.down, activation, rows: t, into: x.pointer, accumulate: true, adapters)
     }
 
-    /// y [t, out] = x [t, in] · Wᵀ + b, then the adapters' share.
+    /// y [t, out] = x [t, in] · Wᵀ + b, then the adapters' share (`accumulate`: y += …, the residual adds).
     private func project(_ l: Int, _ tensor: LayerTensor, _ linear: Linear, _ x: UnsafePointer<Float>, rows t: Int,
-                         into y: UnsafeMutablePointer<Float>, _ adapters: ProjectionAdapters?) {
+                         into y: UnsafeMutablePointer<Float>, accumulate: Bool = false, _ adapters: ProjectionAdapters?) {
         let out = linear.outputs
         pool.run { thread in
             let rows = ThreadPool.chunk(out, part: thread, of: pool.threadCount, granularity: 16)
             guard !rows.isEmpty else { return }
-            matmul(linear.weight, x, tokens: t, y, ldy: out, rows: rows, scratch: tiles[thread].pointer)
+            matmul(linear.weight, x, tokens: t, y, ldy: out, rows: rows, accumulate: accumulate, scratch: tiles[thread].pointer)
             if let bias = linear.bias {
                 for i in 0..<t { addInPlace(y + i * out + rows.lowerBound, bias.pointer + rows.lowerBound, count: rows.count) }
             }
@@ -188,12 +185,6 @@ public final class ReferenceForward {
         let d = c.hiddenSize, eps = c.rmsNormEps
         pool.parallelFor(t) { range in
             for i in range { rmsNorm(x + i * d, weight: weight, eps: eps, count: d, into: out + i * d) }
-        }
-    }
-
-    private func add(_ delta: UnsafePointer<Float>, into x: UnsafeMutablePointer<Float>, count: Int) {
-        pool.parallelFor(count, granularity: 16) { range in
-            addInPlace(x + range.lowerBound, delta + range.lowerBound, count: range.count)
         }
     }
 

@@ -71,6 +71,14 @@ final class AdapterGradients {
         let entries = decisions.offsets[parameters.shape.experts]
         let dyg = gatheredGradient.pointer, v = scaledV.pointer, hs = scaledH.pointer
         let tensors = parameters.tensors
+        // dy's rows of the grouped entries `run` of expert e: in place when the expert's rows are consecutive (fixed
+        // routing), else gathered by step 1.
+        func gradientRows(_ e: Int, _ run: Range<Int>) -> UnsafePointer<Float> {
+            guard let first = decisions.consecutiveRows(decisions.offsets[e]..<decisions.offsets[e + 1]) else {
+                return UnsafePointer(dyg + run.lowerBound * out)
+            }
+            return dy + (first + run.lowerBound - decisions.offsets[e]) * out
+        }
 
         // 1. Per entry: dy's row gathered, v = B_eᵀ dy, c = s·⟨v, h⟩, then v and h scaled by g·s.
         pool.run { thread in
@@ -80,10 +88,12 @@ final class AdapterGradients {
                 guard let pair else { continue }
                 let run = (decisions.offsets[e]..<decisions.offsets[e + 1]).clamped(to: mine)
                 guard !run.isEmpty else { continue }
-                for entry in run {
-                    (dyg + entry * out).update(from: dy + Int(decisions.rows[entry]) * out, count: out)
+                if decisions.consecutiveRows(decisions.offsets[e]..<decisions.offsets[e + 1]) == nil {
+                    for entry in run {
+                        (dyg + entry * out).update(from: dy + Int(decisions.rows[entry]) * out, count: out)
+                    }
                 }
-                sgemm(m: run.count, n: r, k: out, a: dyg + run.lowerBound * out, lda: out,
+                sgemm(m: run.count, n: r, k: out, a: gradientRows(e, run), lda: out,
                       b: tensors[pair.b].value.pointer, ldb: r, beta: 0, c: v + run.lowerBound * r, ldc: r)
                 for entry in run {
                     let row = Int(decisions.rows[entry]), j = Int(decisions.slots[entry])
@@ -106,7 +116,7 @@ final class AdapterGradients {
                 let run = decisions.offsets[e]..<decisions.offsets[e + 1]
                 guard !run.isEmpty else { continue }
                 sgemm(.transposed, .plain, m: rows.count, n: r, k: run.count,
-                      a: dyg + run.lowerBound * out + rows.lowerBound, lda: out, b: hs + run.lowerBound * r, ldb: r,
+                      a: gradientRows(e, run) + rows.lowerBound, lda: out, b: hs + run.lowerBound * r, ldb: r,
                       beta: 1, c: tensors[pair.b].gradient.pointer + rows.lowerBound * r, ldc: r)
             }
         }
@@ -119,6 +129,16 @@ final class AdapterGradients {
                 guard let pair else { continue }
                 let run = decisions.offsets[e]..<decisions.offsets[e + 1]
                 guard !run.isEmpty else { continue }
+                if let first = decisions.consecutiveRows(run) {
+                    // In place: x's and dx's rows of the run are consecutive.
+                    sgemm(.transposed, .plain, m: r, n: n, k: run.count, a: v + run.lowerBound * r, lda: r,
+                          b: x + first * inputs + columns.lowerBound, ldb: inputs,
+                          beta: 1, c: tensors[pair.a].gradient.pointer + columns.lowerBound, ldc: inputs)
+                    sgemm(m: run.count, n: n, k: r, a: v + run.lowerBound * r, lda: r,
+                          b: tensors[pair.a].value.pointer + columns.lowerBound, ldb: inputs, beta: 1,
+                          c: dx + first * inputs + columns.lowerBound, ldc: inputs)
+                    continue
+                }
                 for (i, entry) in run.enumerated() {
                     (xg + i * n).update(from: x + Int(decisions.rows[entry]) * inputs + columns.lowerBound, count: n)
                 }
