@@ -12,7 +12,7 @@ extension InferenceSession {
     /// One token: each thread takes whole (KV head, segment of positions) items — every query head of the group at
     /// once, so each cached key and value is read once — into partial results merged per head afterwards.
     func attendDecoding(thread: Int) {
-        let hd = c.headDim, group = c.groupSize, l = step.layer
+        let hd = c.headDim, group = c.groupSize, l = pass.layer, cache = rowCaches[0], position = rowPositions[0]
         let first = firstVisible(position), count = position + 1 - first
         let slot = group * (hd + 2) // floats per (KV head, segment): o [group·hd], then m [group], l [group]
         for item in ThreadPool.chunk(c.numKeyValueHeads * segments, part: thread, of: pool.threadCount) {
@@ -39,12 +39,13 @@ extension InferenceSession {
         }
     }
 
-    /// T tokens: work items (head, token), head-major so that each thread gets whole heads where it can.
+    /// T rows: work items (head, row), head-major so that each thread gets whole heads where it can. Each row
+    /// attends to its own sequence's cache up to its position (its keys and values are stored by then).
     func attendPrefill(thread: Int) {
-        let hd = c.headDim, group = c.groupSize, qd = c.queryDimension, t = step.tokens, l = step.layer
+        let hd = c.headDim, group = c.groupSize, qd = c.queryDimension, t = pass.tokens, l = pass.layer
         for item in ThreadPool.chunk(c.numAttentionHeads * t, part: thread, of: pool.threadCount) {
-            let h = item / t, i = item % t
-            let p = position + i, first = firstVisible(p), kv = h / group
+            let h = item / t, i = item % t, cache = rowCaches[i]
+            let p = rowPositions[i], first = firstVisible(p), kv = h / group
             attendOne(query: q.pointer + i * qd + h * hd,
                       keys: cache.keys(layer: l, head: kv) + first * hd,
                       values: cache.values(layer: l, head: kv) + first * hd,

@@ -4,7 +4,7 @@ import Kernels
 
 extension InferenceSession {
     /// What the parallel regions work on, set on the calling thread before each region runs.
-    struct Step {
+    struct Pass {
         var layer = 0
         var tokens = 0
         /// This layer's weights (the model's, or a merging strategy's copies), kept alive for `view`.
@@ -15,9 +15,18 @@ extension InferenceSession {
         /// The adapters' `decisionLayer`.
         var decisionLayer = 0
         var logits: UnsafeMutablePointer<Float>?
-        /// The session's adapters as the regions call them: without reference counting, which on the shared object
-        /// costs contended atomics on both threads (`adapters` keeps them alive).
+        /// The adapters of every row when the pass has one group (else nil), as the regions call them: without
+        /// reference counting, which on the shared object costs contended atomics on both threads.
         unowned(unsafe) var adapters: ForwardAdapters?
+        /// Groups of rows in `groups`.
+        var groupCount = 0
+    }
+
+    /// A run of a pass's rows that share adapters (nil: the bare model). The session's adapters, or a `step`'s
+    /// rows, keep the adapters alive while the pass runs.
+    struct AdapterGroup {
+        unowned(unsafe) var adapters: ForwardAdapters?
+        var rows: Range<Int>
     }
 
     /// A linear layer as the regions read it: no references.
@@ -56,27 +65,31 @@ extension InferenceSession {
     /// One transformer block: the serial steps here, the parallel work in `regions`.
     func layer(_ l: Int) {
         let d = c.hiddenSize, qd = c.queryDimension, kd = c.keyValueDimension, half = c.headDim / 2
-        let t = step.tokens, xp = x.pointer, xnp = xn.pointer, qp = q.pointer, kp = k.pointer
-        let adapters = fusedAdapters
+        let t = pass.tokens, xp = x.pointer, xnp = xn.pointer, qp = q.pointer, kp = k.pointer
+        let adapters = pass.groupCount == 1 ? groups[0].adapters : nil
         let w = adapters?.weights(layer: l, tokens: t) ?? model.weights.layers[l]
-        step.layer = l
-        step.weights = w
-        step.view = LayerView(q: LinearView(w.q), k: LinearView(w.k), v: LinearView(w.v), o: LinearView(w.o),
+        pass.layer = l
+        pass.weights = w
+        pass.view = LayerView(q: LinearView(w.q), k: LinearView(w.k), v: LinearView(w.v), o: LinearView(w.o),
                               gate: LinearView(w.gate), up: LinearView(w.up), down: LinearView(w.down),
                               mlpNorm: w.mlpNorm.pointer,
                               nextAttentionNorm: l + 1 < c.numHiddenLayers ? model.weights.layers[l + 1].attentionNorm.pointer : nil)
-        step.adapters = adapters
-        step.decisionLayer = adapters?.decisionLayer ?? 0
+        pass.adapters = adapters
+        pass.decisionLayer = adapters?.decisionLayer ?? 0
 
         // Attention block: x += o(attention(rope(q(n(x))), rope(k(n(x))), v(n(x)))).
         for i in 0..<t { rmsNorm(xp + i * d, weight: w.attentionNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
-        adapters?.didNormalize(layer: l, normalized: xnp, tokens: t, pool: pool)
-        prepareAdapters(Self.qkvRegion.projections, input: xnp)
+        for g in 0..<pass.groupCount {
+            guard let adapters = groups[g].adapters else { continue }
+            let rows = groups[g].rows
+            adapters.didNormalize(layer: l, normalized: xnp + rows.lowerBound * d, tokens: rows.count, pool: pool)
+        }
+        prepareAdapters(Self.qkvRegion.projections, input: xnp, width: d)
         pool.run(regions.qkv)
         for i in 0..<t {
             model.weights.rope.rotate(qp + i * qd, heads: c.numAttentionHeads, cos: cosines.pointer + i * half, sin: sines.pointer + i * half)
             model.weights.rope.rotate(kp + i * kd, heads: c.numKeyValueHeads, cos: cosines.pointer + i * half, sin: sines.pointer + i * half)
-            cache.store(layer: l, position: position + i, keys: kp + i * kd, values: v.pointer + i * kd)
+            rowCaches[i].store(layer: l, position: rowPositions[i], keys: kp + i * kd, values: v.pointer + i * kd)
         }
         if t == 1 {
             pool.run(regions.attendDecoding)
@@ -84,14 +97,14 @@ extension InferenceSession {
         } else {
             pool.run(regions.attendPrefill)
         }
-        prepareAdapters(Self.outputRegion.projections, input: attention.pointer)
+        prepareAdapters(Self.outputRegion.projections, input: attention.pointer, width: qd)
         pool.run(regions.output)
 
         // MLP block: x += down(silu(gate(n(x))) · up(n(x))).
         for i in 0..<t { rmsNorm(xp + i * d, weight: w.mlpNorm.pointer, eps: c.rmsNormEps, count: d, into: xnp + i * d) }
-        prepareAdapters(Self.gateUpRegion.projections, input: xnp)
+        prepareAdapters(Self.gateUpRegion.projections, input: xnp, width: d)
         pool.run(regions.gateUp)
-        prepareAdapters(Self.downRegion.projections, input: gate.pointer)
+        prepareAdapters(Self.downRegion.projections, input: gate.pointer, width: c.intermediateSize)
         pool.run(regions.down)
     }
 
@@ -100,11 +113,15 @@ extension InferenceSession {
     static let gateUpRegion = DecodingPartition.regions[2]
     static let downRegion = DecodingPartition.regions[3]
 
-    /// The adapters' work on a region's input, before the region.
+    /// The adapters' work on a region's input [T, width], before the region: each group's on its rows.
     @inline(__always)
-    private func prepareAdapters(_ projections: [LayerTensor], input: UnsafePointer<Float>) {
-        guard let adapters = step.adapters else { return }
-        adapters.prepare(layer: step.layer, projections: projections, input: input, tokens: step.tokens, pool: pool)
+    private func prepareAdapters(_ projections: [LayerTensor], input: UnsafePointer<Float>, width: Int) {
+        for g in 0..<pass.groupCount {
+            guard let adapters = groups[g].adapters else { continue }
+            let rows = groups[g].rows
+            adapters.prepare(layer: pass.layer, projections: projections, input: input + rows.lowerBound * width,
+                             tokens: rows.count, pool: pool)
+        }
     }
 
     @inline(__always) private func rows(_ count: Int, _ thread: Int) -> Range<Int> { partition.split(count, thread: thread) }
@@ -116,13 +133,13 @@ extension InferenceSession {
                          _ y: UnsafeMutablePointer<Float>, thread: Int) {
         let rows = partition.rows(tensor, thread: thread)
         guard !rows.isEmpty else { return }
-        let t = step.tokens
+        let t = pass.tokens
         let out = linear.weight.rows
-        let adapters = step.adapters
-        let adapted = adapters?.adapts(layer: step.layer, projection: tensor) == true
         if t == 1 {
             // One token: the adapters' output sides ride along in the matrix-vector pass.
-            let terms = adapted ? adapters!.decodingTerms(layer: step.layer, projection: tensor, thread: thread) : .init(start: nil, count: 0)
+            let adapters = pass.adapters
+            let adapted = adapters?.adapts(layer: pass.layer, projection: tensor) == true
+            let terms = adapted ? adapters!.decodingTerms(layer: pass.layer, projection: tensor, thread: thread) : .init(start: nil, count: 0)
             matvec(linear.weight, x, y, rows: rows, scratch: tiles[thread].pointer, adding: terms)
         } else {
             matmul(linear.weight, x, tokens: t, y, ldy: out, rows: rows, scratch: tiles[thread].pointer)
@@ -132,18 +149,23 @@ extension InferenceSession {
                 addInPlace(y + i * out + rows.lowerBound, bias + rows.lowerBound, count: rows.count)
             }
         }
-        if adapted, t > 1 {
-            adapters!.adjust(layer: step.layer, projection: tensor, input: x, tokens: t, output: y, ldy: out, rows: rows,
-                             thread: thread)
+        guard t > 1 else { return }
+        // Several rows: each group's adapters add their share to its rows.
+        let inputs = linear.weight.cols
+        for g in 0..<pass.groupCount {
+            guard let adapters = groups[g].adapters, adapters.adapts(layer: pass.layer, projection: tensor) else { continue }
+            let group = groups[g].rows
+            adapters.adjust(layer: pass.layer, projection: tensor, input: x + group.lowerBound * inputs, tokens: group.count,
+                            output: y + group.lowerBound * out, ldy: out, rows: rows, thread: thread)
         }
     }
 
     /// (First layer) the adapters' start on q, k and v's input; then q, k and v as one range of Q + 2K rows,
     /// split evenly.
     func qkv(thread: Int) {
-        let w = step.view!
-        if DecodingPartition.startsInOwnRegion(.q, layer: step.layer, decisionLayer: step.decisionLayer) {
-            foldAdapterInput(layer: step.layer, Self.qkvRegion.starts, xn.pointer, norm: nil,
+        let w = pass.view!
+        if DecodingPartition.startsInOwnRegion(.q, layer: pass.layer, decisionLayer: pass.decisionLayer) {
+            foldAdapterInput(layer: pass.layer, Self.qkvRegion.starts, xn.pointer, norm: nil,
                              partition.foldedInputs(.q, thread: thread), thread: thread)
         }
         project(.q, w.q, xn.pointer, q.pointer, thread: thread)
@@ -154,48 +176,48 @@ extension InferenceSession {
     /// The adapters' start on o's input, then the o projection and the residual add, by rows of D; then the
     /// adapters' start on gate and up's input.
     func output(thread: Int) {
-        let w = step.view!
+        let w = pass.view!
         let range = partition.rows(.o, thread: thread)
-        foldAdapterInput(layer: step.layer, Self.outputRegion.starts, attention.pointer, norm: nil,
+        foldAdapterInput(layer: pass.layer, Self.outputRegion.starts, attention.pointer, norm: nil,
                          partition.foldedInputs(.o, thread: thread), thread: thread)
         project(.o, w.o, attention.pointer, delta.pointer, thread: thread)
         addRows(delta.pointer, into: x.pointer, columns: range)
-        foldAdapterInput(layer: step.layer, Self.outputRegion.folds, x.pointer, norm: w.mlpNorm, range, thread: thread)
+        foldAdapterInput(layer: pass.layer, Self.outputRegion.folds, x.pointer, norm: w.mlpNorm, range, thread: thread)
     }
 
     /// gate and up for the same rows of F, then SiLU(gate)·up in place of gate and the adapters' start on down's
     /// input.
     func gateUp(thread: Int) {
-        let w = step.view!
+        let w = pass.view!
         let range = partition.rows(.gate, thread: thread)
         project(.gate, w.gate, xn.pointer, gate.pointer, thread: thread)
         project(.up, w.up, xn.pointer, up.pointer, thread: thread)
         activate(range)
-        foldAdapterInput(layer: step.layer, Self.gateUpRegion.folds, gate.pointer, norm: nil, range, thread: thread)
+        foldAdapterInput(layer: pass.layer, Self.gateUpRegion.folds, gate.pointer, norm: nil, range, thread: thread)
     }
 
     /// down projection and the residual add, by rows of D; then the adapters' start on the next layer's q, k and v.
     func down(thread: Int) {
         let range = partition.rows(.down, thread: thread)
-        let w = step.view!
+        let w = pass.view!
         project(.down, w.down, gate.pointer, delta.pointer, thread: thread)
         addRows(delta.pointer, into: x.pointer, columns: range)
         guard let norm = w.nextAttentionNorm,
-              !DecodingPartition.startsInOwnRegion(.q, layer: step.layer + 1, decisionLayer: step.decisionLayer) else { return }
-        foldAdapterInput(layer: step.layer + 1, Self.downRegion.folds, x.pointer, norm: norm, range, thread: thread)
+              !DecodingPartition.startsInOwnRegion(.q, layer: pass.layer + 1, decisionLayer: pass.decisionLayer) else { return }
+        foldAdapterInput(layer: pass.layer + 1, Self.downRegion.folds, x.pointer, norm: norm, range, thread: thread)
     }
 
     /// One token: hands this thread's final share of the next projections' input to them.
     @inline(__always)
     private func foldAdapterInput(layer: Int, _ projections: [LayerTensor], _ source: UnsafePointer<Float>,
                                   norm: UnsafePointer<Float>?, _ inputs: Range<Int>, thread: Int) {
-        guard step.tokens == 1, let adapters = step.adapters else { return }
+        guard pass.tokens == 1, let adapters = pass.adapters else { return }
         adapters.foldInput(layer: layer, projections: projections, source: source, norm: norm, inputs: inputs, thread: thread)
     }
 
     private func activate(_ range: Range<Int>) {
         let f = c.intermediateSize
-        for i in 0..<step.tokens {
+        for i in 0..<pass.tokens {
             let row = i * f + range.lowerBound
             siluMul(gate: gate.pointer + row, up: up.pointer + row, count: range.count, into: gate.pointer + row)
         }
@@ -205,14 +227,14 @@ extension InferenceSession {
     @inline(__always)
     private func addRows(_ delta: UnsafePointer<Float>, into x: UnsafeMutablePointer<Float>, columns: Range<Int>) {
         let width = c.hiddenSize
-        for i in 0..<step.tokens {
+        for i in 0..<pass.tokens {
             addInPlace(x + i * width + columns.lowerBound, delta + i * width + columns.lowerBound, count: columns.count)
         }
     }
 
-    /// The head for the normalized rows in xn, by rows of V.
+    /// The head for the normalized rows in xn (`pass.headRows` of them), by rows of V.
     func head(thread: Int) {
-        matmul(model.weights.lmHead, xn.pointer, tokens: step.headRows, step.logits!, ldy: c.vocabSize,
+        matmul(model.weights.lmHead, xn.pointer, tokens: pass.headRows, pass.logits!, ldy: c.vocabSize,
                rows: rows(c.vocabSize, thread), scratch: tiles[thread].pointer)
     }
 }

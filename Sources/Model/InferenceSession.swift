@@ -1,12 +1,14 @@
 import Kernels
 
-/// The decoding state of one sequence over a shared `LanguageModel`: the KV cache, the position, and every scratch
-/// buffer, all allocated up front — the forward pass allocates nothing.
+/// The forward pass over a shared `LanguageModel`, with every scratch buffer allocated up front — a pass allocates
+/// nothing — and one sequence of its own (`sequence`) that `prefill`, `decode` and `logits` advance. A pass is a set
+/// of rows, each a token of some sequence at that sequence's next position (`step` runs rows of several sequences,
+/// each with its own adapters, at once).
 ///
-/// Shape letters: T tokens in the current chunk, D hidden size, Q = heads·headDim, K = kvHeads·headDim,
+/// Shape letters: T rows in the current pass, D hidden size, Q = heads·headDim, K = kvHeads·headDim,
 /// F intermediate size, V vocabulary.
 ///
-/// One forward pass serves prefill (T tokens at once, sgemm) and decode (T = 1, matrix-vector kernels). Per layer
+/// One forward pass serves prefill (T rows at once, sgemm) and decode (T = 1, matrix-vector kernels). Per layer
 /// it opens five parallel regions — q/k/v, attention, o (+ residual), gate/up (+ SiLU), down (+ residual) — and
 /// runs the small serial steps (RMSNorm, RoPE, cache writes, merging attention partials) between them on the
 /// calling thread. The region bodies are closures made once, so a decoded token allocates nothing.
@@ -15,12 +17,14 @@ public final class InferenceSession {
     public let pool: ThreadPool
     /// How the projection regions split their rows between the pool's threads.
     public let partition: DecodingPartition
-    /// Positions the KV cache holds.
+    /// The sequence `prefill`, `decode` and `logits` advance.
+    public let sequence: SequenceState
+    /// Positions a sequence of a pass may hold (the attention scratch is sized by it).
     public let capacity: Int
-    /// Tokens processed per prefill chunk.
+    /// Rows per pass: prompt tokens per prefill chunk, and the most rows `step` takes.
     public let chunkSize: Int
-    /// Positions already in the cache.
-    public private(set) var position = 0
+    /// Positions already in `sequence`'s cache.
+    public var position: Int { sequence.position }
     /// Adapters applied to every projection (nil: the bare model), fused into the decoding regions or through the
     /// reference forward. Set between calls; the model stays untouched.
     public var adapters: SessionAdapters? {
@@ -37,7 +41,6 @@ public final class InferenceSession {
     lazy var reference = ReferenceForward(model: model, pool: pool, capacity: chunkSize, context: capacity)
 
     let c: ModelConfiguration
-    let cache: KVCache
     let x: FloatBuffer       // [T, D] residual stream
     let xn: FloatBuffer      // [T, D] normalized
     let q: FloatBuffer       // [T, Q]
@@ -55,7 +58,15 @@ public final class InferenceSession {
     /// Segments each KV head's positions are split into when decoding (one per thread keeps the threads even).
     let segments: Int
     let tiles: [FloatBuffer]  // per thread: matmul's scratch for the widest matrix
-    var step = Step()
+    /// The pass in flight, per row: its sequence's cache and its position; and the sequences, to advance after it.
+    let rowCaches: UnsafeMutablePointer<KVCacheView>
+    let rowPositions: UnsafeMutablePointer<Int>
+    var rowSequences: [SequenceState?]
+    /// The pass's runs of rows that share adapters (`pass.groupCount` of them, in row order).
+    let groups: UnsafeMutablePointer<AdapterGroup>
+    /// The rows whose logits the pass writes, in order (`pass.headRows` of them).
+    let headRowIndices: UnsafeMutablePointer<Int>
+    var pass = Pass()
     var regions: Regions!
 
     /// - Parameters:
@@ -70,7 +81,7 @@ public final class InferenceSession {
         self.capacity = positions
         self.chunkSize = max(1, chunkSize)
         let t = self.chunkSize
-        cache = KVCache(configuration: c, capacity: positions)
+        sequence = SequenceState(model: model, capacity: positions)
         x = FloatBuffer(count: t * c.hiddenSize)
         xn = FloatBuffer(count: t * c.hiddenSize)
         q = FloatBuffer(count: t * c.queryDimension)
@@ -89,14 +100,30 @@ public final class InferenceSession {
         partials = FloatBuffer(count: c.numKeyValueHeads * pool.threadCount * c.groupSize * (c.headDim + 2))
         let widest = max(c.hiddenSize, c.intermediateSize, c.queryDimension)
         tiles = (0..<pool.threadCount).map { _ in FloatBuffer(count: matmulScratchCount(cols: widest), zeroed: false) }
+        rowCaches = .allocate(capacity: t)
+        rowCaches.initialize(repeating: sequence.cache.view, count: t)
+        rowPositions = .allocate(capacity: t)
+        rowPositions.initialize(repeating: 0, count: t)
+        rowSequences = [SequenceState?](repeating: nil, count: t)
+        groups = .allocate(capacity: t)
+        groups.initialize(repeating: AdapterGroup(adapters: nil, rows: 0..<0), count: t)
+        headRowIndices = .allocate(capacity: t)
+        headRowIndices.initialize(repeating: 0, count: t)
         regions = Self.makeRegions(self)
     }
 
+    deinit {
+        rowCaches.deallocate()
+        rowPositions.deallocate()
+        groups.deallocate()
+        headRowIndices.deallocate()
+    }
+
     /// Forgets the sequence: the next token goes to position 0.
-    public func reset() { position = 0 }
+    public func reset() { sequence.reset() }
 
     /// Drops cached positions from `newPosition` on (to rewind, e.g. to a shared prompt prefix).
-    public func truncate(to newPosition: Int) { position = min(position, max(0, newPosition)) }
+    public func truncate(to newPosition: Int) { sequence.truncate(to: newPosition) }
 
     // MARK: - Public entry points
 
@@ -143,10 +170,87 @@ public final class InferenceSession {
         }
     }
 
+    // MARK: - Several sequences at once
+
+    /// A row of a batched pass: the next token of `sequence`, with `adapters` (nil: the bare model).
+    public struct Row {
+        public var sequence: SequenceState
+        public var token: Int
+        public var adapters: ForwardAdapters?
+        /// Whether the pass writes the logits that follow this token.
+        public var wantsLogits: Bool
+
+        public init(sequence: SequenceState, token: Int, adapters: ForwardAdapters? = nil, wantsLogits: Bool = true) {
+            self.sequence = sequence
+            self.token = token
+            self.adapters = adapters
+            self.wantsLogits = wantsLogits
+        }
+    }
+
+    /// One pass over `rows`: each sequence's rows are consecutive in `rows` and take its next positions in order
+    /// (several rows of a sequence are a chunk of its prompt), and every sequence advances by its rows. Writes the
+    /// logits of the rows that want them, in order, into `logits` [that count, V].
+    ///
+    /// Rows next to each other with the same adapters (the same object) run as one group: each weight is read once
+    /// for all rows, and each group's adapters once for its rows, so order rows by adapters. Adapters that merge
+    /// into weight copies (a merging strategy) run only when their group is the whole pass. Each sequence must have
+    /// been made for this model with at most `capacity` positions.
+    public func step(_ rows: [Row], logits: UnsafeMutablePointer<Float>) throws {
+        let t = rows.count
+        guard t > 0, t <= chunkSize else {
+            throw ModelError.invalidRows("\(t) rows in a pass; this session takes 1 to \(chunkSize)")
+        }
+        var groupCount = 0, headRows = 0
+        for (i, row) in rows.enumerated() {
+            guard row.token >= 0, row.token < c.vocabSize else {
+                throw ModelError.tokenOutOfRange(model: model.path, token: row.token, vocabularySize: c.vocabSize)
+            }
+            let s = row.sequence
+            guard s.configuration == c, s.capacity <= capacity else {
+                throw ModelError.invalidRows("row \(i): its sequence was made for another model, or holds more than this session's \(capacity) positions")
+            }
+            let continues = i > 0 && rows[i - 1].sequence === s
+            if !continues, rows[..<i].contains(where: { $0.sequence === s }) {
+                throw ModelError.invalidRows("row \(i): a sequence's rows must be consecutive")
+            }
+            let p = continues ? rowPositions[i - 1] + 1 : s.position
+            guard p < s.capacity else { throw ModelError.contextFull(needed: p + 1, capacity: s.capacity) }
+            rowPositions[i] = p
+            if i == 0 || rows[i - 1].adapters !== row.adapters {
+                groups[groupCount] = AdapterGroup(adapters: row.adapters, rows: i..<(i + 1))
+                groupCount += 1
+            } else {
+                groups[groupCount - 1].rows = groups[groupCount - 1].rows.lowerBound..<(i + 1)
+            }
+            if row.wantsLogits {
+                headRowIndices[headRows] = i
+                headRows += 1
+            }
+        }
+        for g in 0..<groupCount {
+            guard let adapters = groups[g].adapters else { continue }
+            for h in 0..<g where groups[h].adapters === adapters {
+                throw ModelError.invalidRows("rows \(groups[h].rows) and \(groups[g].rows): the rows of one adapters object must be consecutive")
+            }
+            try adapters.check(fits: self)
+            if groupCount > 1, adapters.weights(layer: 0, tokens: groups[g].rows.count) != nil {
+                throw ModelError.invalidRows("rows \(groups[g].rows): adapters merged into weight copies run alone, not beside other rows")
+            }
+        }
+        for (i, row) in rows.enumerated() {
+            rowCaches[i] = row.sequence.cache.view
+            rowSequences[i] = row.sequence
+        }
+        pass.groupCount = groupCount
+        pass.headRows = headRows
+        run(rows.lazy.map(\.token), logits: logits)
+    }
+
     // MARK: - The forward pass
 
-    /// Embeds `tokens` at positions `position...`, runs every layer, appends to the KV cache and writes logits:
-    /// all T rows into `logits` [T, V], or only the last row into `logits` [V].
+    /// `tokens` of `sequence` at its next positions, with the session's adapters: all T rows' logits into `logits`
+    /// [T, V], or only the last row's into `logits` [V].
     private func forwardChunk<C: Collection>(_ tokens: C, logits: UnsafeMutablePointer<Float>, allPositions: Bool) throws
     where C.Element == Int {
         if !adaptersChecked, let fusedAdapters {
@@ -157,24 +261,39 @@ public final class InferenceSession {
             try referenceChunk(Array(tokens), adapters: plain, logits: logits, allPositions: allPositions)
             return
         }
+        let t = tokens.count, view = sequence.cache.view
+        for i in 0..<t {
+            rowCaches[i] = view
+            rowPositions[i] = position + i
+            rowSequences[i] = sequence
+        }
+        groups[0] = AdapterGroup(adapters: fusedAdapters, rows: 0..<t)
+        pass.groupCount = 1
+        let first = allPositions ? 0 : t - 1
+        for i in first..<t { headRowIndices[i - first] = i }
+        pass.headRows = t - first
+        run(tokens, logits: logits)
+    }
+
+    /// Embeds the pass's rows (`rowPositions`, `rowCaches`, `groups` and `headRowIndices` set), runs every layer,
+    /// appends to each row's KV cache, writes the logits of the head rows and advances the rows' sequences.
+    private func run<C: Collection>(_ tokens: C, logits: UnsafeMutablePointer<Float>) where C.Element == Int {
         let weights = model.weights
         let t = tokens.count, d = c.hiddenSize, half = c.headDim / 2
         for (i, token) in tokens.enumerated() {
             weights.embedding.dequantizeRow(token, into: x.pointer + i * d)
-            weights.rope.angles(position: position + i, cos: cosines.pointer + i * half, sin: sines.pointer + i * half)
+            weights.rope.angles(position: rowPositions[i], cos: cosines.pointer + i * half, sin: sines.pointer + i * half)
         }
-        step.tokens = t
+        pass.tokens = t
         for l in 0..<c.numHiddenLayers { layer(l) }
-        position += t
+        for i in 0..<t { rowSequences[i]!.position = rowPositions[i] + 1 }
 
         // Final norm and head, for the rows that are asked for.
-        let first = allPositions ? 0 : t - 1
-        for i in first..<t {
-            rmsNorm(x.pointer + i * d, weight: weights.finalNorm.pointer, eps: c.rmsNormEps, count: d,
-                    into: xn.pointer + (i - first) * d)
+        for j in 0..<pass.headRows {
+            rmsNorm(x.pointer + headRowIndices[j] * d, weight: weights.finalNorm.pointer, eps: c.rmsNormEps, count: d,
+                    into: xn.pointer + j * d)
         }
-        step.headRows = t - first
-        step.logits = logits
+        pass.logits = logits
         pool.run(regions.head)
     }
 
@@ -182,14 +301,13 @@ public final class InferenceSession {
     private func referenceChunk(_ tokens: [Int], adapters: ProjectionAdapters, logits: UnsafeMutablePointer<Float>,
                                 allPositions: Bool) throws {
         let t = tokens.count
-        try reference.forward(tokens, positions: Array(position..<(position + t)), context: .cache(cache, position: position),
-                          adapters: adapters, tape: nil)
-        position += t
+        try reference.forward(tokens, positions: Array(position..<(position + t)),
+                              context: .cache(sequence.cache, position: position), adapters: adapters, tape: nil)
+        sequence.position += t
         if allPositions {
             reference.head(rows: t, into: logits)
         } else {
             reference.head(first: t - 1, rows: 1, into: logits)
         }
     }
-
 }
