@@ -148,16 +148,24 @@ public final class Adapter: @unchecked Sendable {
 
     /// Bytes of adapter weights read to decode one token when `k` experts are active: every adapted projection's
     /// active pairs, and the routers.
-    public var bytesPerToken: Int {
-        var total = tokenRouter?.byteCount ?? 0
+    public var bytesPerToken: Int { bytesPerStep(rows: 1) }
+
+    /// Bytes of adapter weights a pass of `rows` rows that all use this adapter reads, each weight once: the routers,
+    /// and per adapted projection the pairs its rows choose — all of them under fixed routing; under routing, the
+    /// expected count of distinct experts among `rows` independent, uniform top-k choices, N·(1 − (1 − k/N)^rows)
+    /// (k for one row).
+    public func bytesPerStep(rows: Int) -> Int {
+        var total = Double(tokenRouter?.byteCount ?? 0)
         for layer in projections {
             for p in layer.compactMap({ $0 }) {
                 let pairs = p.experts.compactMap { $0 }
                 guard !pairs.isEmpty else { continue }
-                let mean = pairs.reduce(0) { $0 + $1.byteCount } / pairs.count
-                total += mean * min(routing.topK, pairs.count) + (p.router?.byteCount ?? 0)
+                let mean = Double(pairs.reduce(0) { $0 + $1.byteCount }) / Double(pairs.count)
+                let n = Double(pairs.count), k = Double(min(routing.topK, pairs.count))
+                let distinct = k == n ? n : n * (1 - pow(1 - k / n, Double(max(1, rows))))
+                total += mean * distinct + Double(p.router?.byteCount ?? 0)
             }
         }
-        return total
+        return Int(total.rounded())
     }
 }

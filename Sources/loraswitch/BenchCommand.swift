@@ -17,6 +17,9 @@ struct BenchCommand: Command {
        loraswitch bench --train [--config C --dtype D | --model PATH] [--seq 256] [--batch-size 1] [--steps 3]
                            [--experts 8 --top-k 2 --rank 16 --targets all --router-layer 0] [--rows ...] [--threads N]
                            [--json FILE]
+       loraswitch bench --batch B[,B...] [--config C --dtype D | --model PATH] [--prompt 16] [--tokens 24]
+                           [--experts 8 --top-k 2 --rank 16 --targets all --router-layer 0] [--rows ...] [--threads N]
+                           [--json FILE]
       --config   model shape built with random weights (default smollm2-135m)
       --dtype    weight type of the random model (default f32)
       --model    measure a model file or folder instead of a random model
@@ -34,6 +37,11 @@ struct BenchCommand: Command {
       --switches also measure the drift of in-place merging after N switches against a rebuild (float weights)
       --router-layer  the token-routed rows' router reads layer L's normalized input; their experts adapt layers
                  L and up (default 0, the paper's placement)
+      --batch    measure batched decoding instead: for each batch size B, B sequences decoded together (one
+                 row each per pass): rows backbone, lora, token, layer (every sequence with the same random
+                 adapter, fused) and mixed (the sequences cycle through distinct adapters of the three kinds);
+                 aggregate tokens/s, ms per step, modelled bytes per step (base weights and the adapters' expected
+                 distinct experts once, every sequence's KV cache) and GB/s; defaults --prompt 16 --tokens 24
       --train    measure training instead: rows train-lora, train-layer, train-token (AdamW steps on random
                  sequences of --seq tokens, --batch-size of them a step; --steps measured after one warm-up)
     """
@@ -64,13 +72,24 @@ struct BenchCommand: Command {
     let routerLayer: Int
     /// `--train`: (sequence length, batch size, measured steps).
     let train: (sequence: Int, batchSize: Int, steps: Int)?
+    /// `--batch`: the batch sizes.
+    let batchSizes: [Int]?
 
     init(_ arguments: inout Arguments) throws {
         shape = BenchmarkShape(rawValue: try arguments.choice("config", BenchmarkShape.allCases.map(\.rawValue)) ?? "smollm2-135m")!
         dtype = DType(rawValue: try arguments.choice("dtype", DType.allCases.map(\.rawValue)) ?? "f32")!
         modelPath = try arguments.option("model")
-        promptTokens = try arguments.integer("prompt", in: 1...1_000_000) ?? 128
-        decodeTokens = try arguments.integer("tokens", in: 1...1_000_000) ?? 64
+        batchSizes = try arguments.option("batch").map { list in
+            try list.split(separator: ",", omittingEmptySubsequences: false).map { item in
+                guard let b = Int(item), (1...256).contains(b) else {
+                    throw UsageError("--batch takes batch sizes from 1 to 256 separated by commas, not '\(list)'")
+                }
+                return b
+            }
+        }
+        let batched = batchSizes != nil
+        promptTokens = try arguments.integer("prompt", in: 1...1_000_000) ?? (batched ? 16 : 128)
+        decodeTokens = try arguments.integer("tokens", in: 1...1_000_000) ?? (batched ? 24 : 64)
         let explicitRounds = try arguments.integer("rounds", in: 1...1_000_000)
         threads = try arguments.integer("threads", in: 1...256) ?? defaultThreadCount
         jsonPath = try arguments.option("json")
@@ -80,7 +99,8 @@ struct BenchCommand: Command {
         let targetList = try arguments.option("targets") ?? "all"
         targets = try Self.parseTargets(targetList)
         let training = arguments.flag("train")
-        let known = training ? TrainBenchmark.rows : Self.adapterRows
+        if training && batched { throw UsageError("--train and --batch are separate measurements") }
+        let known = training ? TrainBenchmark.rows : batched ? BatchBenchmark.rows : Self.adapterRows
         rows = try arguments.option("rows").map { list in
             let names = list.split(separator: ",").map(String.init)
             for name in names where !known.contains(name) {
@@ -134,6 +154,10 @@ struct BenchCommand: Command {
             try TrainBenchmark(model: model, configName: configName, dtypeName: dtypeName, pool: pool, sequence: train.sequence,
                                batchSize: train.batchSize, steps: train.steps, experts: experts ?? 8, topK: topK, rank: rank,
                                targets: targets, routerLayer: routerLayer, rows: rows, jsonPath: jsonPath).run(progress: progress)
+            return
+        }
+        if let batchSizes {
+            try runBatch(batchSizes, model: model, pool: pool, progress: progress)
             return
         }
         let c = model.configuration
@@ -201,6 +225,33 @@ struct BenchCommand: Command {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(report).write(to: URL(fileURLWithPath: jsonPath), options: .atomic)
+        }
+    }
+
+    /// `--batch`: the batched rows beside the machine's figures measured before and after them.
+    private func runBatch(_ sizes: [Int], model: LanguageModel, pool: ThreadPool, progress: Progress) throws {
+        progress.say("measuring the machine's read bandwidth")
+        let before = measureReadBandwidth(pool: pool)
+        let benchmark = BatchBenchmark(model: model, pool: pool, sizes: sizes, promptTokens: promptTokens, steps: decodeTokens,
+                                       rounds: min(3, decodeTokens), rowNames: rows, experts: experts ?? 8, topK: topK,
+                                       rank: rank, targets: targets, routerLayer: routerLayer)
+        let results = try benchmark.run(progress: progress)
+        progress.say("measuring the machine's read bandwidth")
+        let after = measureReadBandwidth(pool: pool)
+        progress.finish()
+        let bandwidth = max(before, after)
+        print("machine: read bandwidth \(fmt(bandwidth, 1)) GB/s (before/after: \(fmt(before, 1))/\(fmt(after, 1))), \(threads) threads")
+        print("model:   \(model.path.isEmpty ? shape.rawValue : model.path), \(fmt(Double(model.weights.bytesPerToken) / 1e6, 1)) MB of weights a pass; prompt \(promptTokens), \(decodeTokens) decode steps in \(min(3, decodeTokens)) interleaved rounds")
+        print("adapters: \(experts ?? 8) experts, top-\(topK), rank \(rank) on \(targets.map(\.rawValue).joined(separator: ",")), fused")
+        print("")
+        BatchBenchmark.print(results, bandwidth: bandwidth)
+        print("")
+        print("measured: step times (median over the steps, min–max) and the read bandwidth; modelled: bytes per step. vs B=1: the row's aggregate tokens/s over its own at B = 1; vs bare: GB/s over the backbone's at the same B")
+        if let jsonPath {
+            struct Report: Encodable { let read_gbs: Double; let threads: Int; let rows: [BatchBenchmark.Row] }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(Report(read_gbs: bandwidth, threads: threads, rows: results)).write(to: URL(fileURLWithPath: jsonPath), options: .atomic)
         }
     }
 
