@@ -81,6 +81,32 @@ struct ThreadPoolTests {
         }
     }
 
+    /// Callers on several threads share one pool: their jobs never overlap (each job sees the pool to itself), and
+    /// every index of every job runs once.
+    @Test(arguments: [1, 2, 3])
+    func callersOnSeveralThreadsTakeTurns(threads: Int) {
+        let pool = ThreadPool(threads: threads)
+        let inFlight = Counters(1), overlaps = Counters(1), runs = Counters(threads)
+        let callers = 3, jobs = 400
+        DispatchQueue.concurrentPerform(iterations: callers) { _ in
+            for _ in 0..<jobs {
+                pool.run { index in
+                    if index == 0 {
+                        if inFlight.values[0].value.add(1, ordering: .sequentiallyConsistent).newValue != 1 { overlaps.bump(0) }
+                    }
+                    runs.bump(index)
+                    // A little work, so that another caller's job would overlap if it could.
+                    var x = 0.0
+                    for i in 0..<200 { x += Double(i).squareRoot() }
+                    if x < 0 { runs.bump(index) }
+                    if index == 0 { inFlight.values[0].value.subtract(1, ordering: .sequentiallyConsistent) }
+                }
+            }
+        }
+        #expect(overlaps.value(0) == 0, "jobs of different callers overlapped")
+        #expect((0..<threads).allSatisfy { runs.value($0) == callers * jobs })
+    }
+
     @Test func poolsComeAndGo() {
         for _ in 0..<50 {
             let pool = ThreadPool(threads: 2)
