@@ -30,31 +30,13 @@ final class ExampleEncoder {
     /// prompt's tokens begin the whole's, and where a token spans the boundary the common prefix labels that token
     /// rather than a wrong one.
     func promptCompletion(prompt: String, completion: String) -> TrainingExample {
-        let (context, continuation) = Self.movingTrailingWhitespace(prompt: prompt, completion: completion)
+        let (context, continuation) = movingTrailingWhitespace(context: prompt, continuation: completion)
         let whole = tokenizer.encode(context + continuation, addSpecialTokens: true)
         let contextTokens = bos + tokenizer.encode(context, addSpecialTokens: false)
         let start = commonPrefixLength(whole, contextTokens)
         var labels = [Int](repeating: TrainingExample.ignoredLabel, count: whole.count)
         for i in start..<whole.count { labels[i] = whole[i] }
         return TrainingExample(tokens: whole, labels: labels)
-    }
-
-    /// lm-evaluation-harness: `n_spaces = len(context) - len(context.rstrip())`, and those characters move from the
-    /// end of the context to the start of the continuation.
-    static func movingTrailingWhitespace(prompt: String, completion: String) -> (String, String) {
-        let scalars = Array(prompt.unicodeScalars)
-        var end = scalars.count
-        while end > 0, isPythonSpace(scalars[end - 1]) { end -= 1 }
-        guard end < scalars.count else { return (prompt, completion) }
-        var context = String.UnicodeScalarView(), moved = String.UnicodeScalarView()
-        context.append(contentsOf: scalars[..<end])
-        moved.append(contentsOf: scalars[end...])
-        return (String(context), String(moved) + completion)
-    }
-
-    /// Python's `str.isspace` for one code point: Unicode White_Space, plus the separators U+001C–U+001F.
-    static func isPythonSpace(_ s: Unicode.Scalar) -> Bool {
-        s.properties.isWhitespace || (0x1C...0x1F).contains(s.value)
     }
 
     // MARK: - messages
@@ -119,11 +101,4 @@ final class ExampleEncoder {
         chat = made
         return try made.get()
     }
-}
-
-/// How many leading elements `a` and `b` share.
-func commonPrefixLength(_ a: [Int], _ b: [Int]) -> Int {
-    var n = 0
-    while n < a.count, n < b.count, a[n] == b[n] { n += 1 }
-    return n
 }

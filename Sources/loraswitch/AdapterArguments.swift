@@ -5,27 +5,30 @@ import Model
 /// `--adapter DIR[:weight]` (repeatable), `--strategy`, `--show-routing`: the options of every command that runs a
 /// model with adapters.
 struct AdapterArguments {
-    static let usage = """
+    static let usage = loadUsage + "\n" + routingUsage
+    /// The options that choose the adapters and how they run (what `eval` and `perplexity` take).
+    static let loadUsage = """
       --adapter PATH[:W]    a PEFT LoRA or MoE-LoRA folder, or a llama.cpp GGUF LoRA; repeat for several LoRAs,
                             each update scaled by W (default 1)
       --strategy S          auto|reference|fused|merged|merged-inplace (default auto; for token routing on float
                             weights auto weighs the machine's bandwidth and sgemm rate, probed once and kept in
                             $XDG_CACHE_HOME/loraswitch/machine.json)
-      --show-routing        print the experts chosen for each token (MoE-LoRA with token routing)
     """
+    static let routingUsage = "  --show-routing        print the experts chosen for each token (MoE-LoRA with token routing)"
 
     var specs: [AdapterSpec] = []
     var strategy: AdapterStrategy = .auto
     var showRouting = false
 
-    init(_ arguments: inout Arguments) throws {
+    /// `routing`: whether the command takes --show-routing (without it the flag stays unconsumed: an unknown option).
+    init(_ arguments: inout Arguments, routing: Bool = true) throws {
         specs = try Self.specs(&arguments)
         if let name = try arguments.choice("strategy", AdapterStrategy.allCases.map(\.rawValue)) {
             strategy = AdapterStrategy(rawValue: name)!
         }
-        showRouting = arguments.flag("show-routing")
+        showRouting = routing && arguments.flag("show-routing")
         if specs.isEmpty && (showRouting || strategy != .auto) {
-            throw UsageError("--strategy and --show-routing go with --adapter")
+            throw UsageError(routing ? "--strategy and --show-routing go with --adapter" : "--strategy goes with --adapter")
         }
     }
 

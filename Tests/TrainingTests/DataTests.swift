@@ -61,15 +61,6 @@ import Text
         #expect(newline == moved)
     }
 
-    @Test func pythonRstripDecidesWhatMoves() {
-        #expect(ExampleEncoder.movingTrailingWhitespace(prompt: "a \t\n", completion: "b") == ("a", " \t\nb"))
-        #expect(ExampleEncoder.movingTrailingWhitespace(prompt: "a", completion: " b") == ("a", " b"))
-        #expect(ExampleEncoder.movingTrailingWhitespace(prompt: "  ", completion: "b") == ("", "  b"))
-        #expect(ExampleEncoder.movingTrailingWhitespace(prompt: "a\u{A0}\u{3000}\u{1F}", completion: "b") == ("a", "\u{A0}\u{3000}\u{1F}b"))
-        // Not whitespace for Python: the zero-width space stays.
-        #expect(ExampleEncoder.movingTrailingWhitespace(prompt: "a\u{200B}", completion: "b") == ("a\u{200B}", "b"))
-    }
-
     /// A tokenizer configured to add EOS ends text and completions with it, labelled (so a model learns to stop),
     /// and the prompt's own tokens carry no EOS that would end the common prefix early.
     @Test func anEOSTheTokenizerAddsIsLabelled() throws {

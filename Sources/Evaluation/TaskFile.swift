@@ -1,0 +1,126 @@
+import Foundation
+import Text
+
+/// One multiple-choice question: each choice is scored as a continuation of the context, and `gold` is the index of
+/// the right one.
+public struct MultipleChoiceExample: Sendable, Equatable {
+    public var context: String
+    public var choices: [String]
+    public var gold: Int
+    /// The 1-based line of the example in its file (0 for one made in memory).
+    public var line: Int
+
+    public init(context: String, choices: [String], gold: Int, line: Int = 0) {
+        self.context = context
+        self.choices = choices
+        self.gold = gold
+        self.line = line
+    }
+}
+
+/// A task file: JSONL, one example a line, `{"context": str, "choices": [str], "gold": int}`.
+///
+/// Lines end with `\n` or `\r\n`; a UTF-8 byte order mark at the start is skipped, and so are blank lines (spaces,
+/// tabs and `\r` only). Every other line must be an example: a JSON object with exactly those three keys, a string
+/// context (it may be empty: the continuation is then scored after the BOS, or the EOS where there is none), at
+/// least one choice, every choice a non-empty string (acc_norm divides by its length), and an integer gold index
+/// within the choices. The first line that is not stops the load with an `EvaluationError` naming the file and
+/// line, before anything is scored.
+public struct TaskFile: Sendable {
+    /// The file the examples came from.
+    public let path: String
+    public let examples: [MultipleChoiceExample]
+
+    public init(path: String, examples: [MultipleChoiceExample]) {
+        self.path = path
+        self.examples = examples
+    }
+
+    /// Reads and checks every example of `path`.
+    public static func load(path: String) throws -> TaskFile {
+        let bytes: [UInt8]
+        do {
+            bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            let reason = FileManager.default.fileExists(atPath: path) ? error.localizedDescription : "no such file"
+            throw EvaluationError.unreadable(file: path, reason: reason)
+        }
+        var examples: [MultipleChoiceExample] = []
+        var lineNumber = 0
+        var start = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
+        while start < bytes.count {
+            let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
+            lineNumber += 1
+            var line = bytes[start..<end]
+            start = end + 1
+            if line.last == 0x0D { line = line.dropLast() }
+            guard line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) else { continue }
+            do {
+                examples.append(try readExample(line, lineNumber: lineNumber))
+            } catch let problem as LineProblem {
+                throw EvaluationError.invalidLine(file: path, line: lineNumber, problem: problem.message)
+            }
+        }
+        guard !examples.isEmpty else { throw EvaluationError.noExamples(file: path) }
+        return TaskFile(path: path, examples: examples)
+    }
+
+    static let format = #"a line is {"context": str, "choices": [str], "gold": int}"#
+
+    /// The example one line holds.
+    static func readExample(_ line: ArraySlice<UInt8>, lineNumber: Int) throws -> MultipleChoiceExample {
+        guard let text = String(validating: line, as: UTF8.self) else { throw LineProblem("not valid UTF-8") }
+        let value: TemplateValue
+        do {
+            value = try TemplateValue(json: text)
+        } catch let error as TemplateJSONError {
+            throw LineProblem("not valid JSON: \(error.reason) at character \(error.offset + 1)")
+        }
+        guard case let .object(object) = value else {
+            throw LineProblem("a line must be a JSON object, not \(describe(value)) (\(format))")
+        }
+        let known: Set<String> = ["context", "choices", "gold"]
+        if let unknown = object.keys.first(where: { !known.contains($0) }) {
+            throw LineProblem("unexpected key \"\(unknown)\" (\(format))")
+        }
+        for key in ["context", "choices", "gold"] where object[key] == nil {
+            throw LineProblem("no \"\(key)\" (\(format))")
+        }
+        guard case let .string(context)? = object["context"] else {
+            throw LineProblem("\"context\" must be a string, not \(describe(object["context"] ?? .none))")
+        }
+        guard case let .array(list)? = object["choices"] else {
+            throw LineProblem("\"choices\" must be an array of strings, not \(describe(object["choices"] ?? .none))")
+        }
+        guard !list.isEmpty else { throw LineProblem("\"choices\" is empty") }
+        let choices = try list.enumerated().map { i, value -> String in
+            guard case let .string(choice) = value else {
+                throw LineProblem("\"choices\"[\(i)] must be a string, not \(describe(value))")
+            }
+            guard !choice.isEmpty else { throw LineProblem("\"choices\"[\(i)] is empty") }
+            return choice
+        }
+        if case let .double(number)? = object["gold"] {
+            throw LineProblem("\"gold\" must be an integer, not \(number)")
+        }
+        guard case let .int(gold)? = object["gold"] else {
+            throw LineProblem("\"gold\" must be an integer, not \(describe(object["gold"] ?? .none))")
+        }
+        guard gold >= 0 && gold < choices.count else {
+            throw LineProblem("\"gold\" is \(gold), outside the \(choices.count) choices (0...\(choices.count - 1))")
+        }
+        return MultipleChoiceExample(context: context, choices: choices, gold: gold, line: lineNumber)
+    }
+
+    /// A JSON value's kind, for messages.
+    static func describe(_ value: TemplateValue) -> String {
+        switch value {
+        case .undefined, .none: return "null"
+        case .bool: return "a boolean"
+        case .int, .double: return "a number"
+        case .string: return "a string"
+        case .array: return "an array"
+        case .object: return "an object"
+        }
+    }
+}
