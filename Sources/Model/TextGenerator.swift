@@ -76,45 +76,18 @@ public final class TextGenerator {
         history += prompt[shared...]
         let promptSeconds = now() - start
 
-        let sampler = Sampler(parameters: options.sampling, vocabularySize: session.model.configuration.vocabSize)
-        var decoder = StreamingDecoder(tokenizer: tokenizer, stopStrings: options.stopStrings)
-        decoder.showSpecialTokens = options.showSpecialTokens
-        var generated: [Int] = []
-        var text = ""
-        var reason = StopReason.maxTokens
+        var completion = Completion(options: options, tokenizer: tokenizer, vocabularySize: session.model.configuration.vocabSize)
         let decodeStart = now()
-        while generated.count < options.maxTokens {
-            let token = sampler.sample(logits, history: history[...])
-            generated.append(token)
-            if tokenizer.eosTokens.contains(token) {
-                reason = .endOfSequence
-                break
-            }
-            let piece = decoder.append(token)
-            text += piece
-            if let stop = decoder.stoppedBy {
-                if !piece.isEmpty { _ = onText(piece) }
-                reason = .stopString(stop)
-                break
-            }
-            if !piece.isEmpty, !onText(piece) {
-                reason = .cancelled
-                break
-            }
-            guard generated.count < options.maxTokens else { break }
-            guard session.position < session.capacity else {
-                reason = .contextFull
-                break
-            }
+        while completion.stopReason == nil {
+            let (token, piece) = completion.next(logits: logits, history: history[...], room: session.position < session.capacity)
+            if !piece.isEmpty, !onText(piece) { completion.cancel() }
+            guard let token, completion.stopReason == nil else { break }
             logits = try session.decode(token)
             history.append(token)
         }
-        let rest = decoder.finish()
-        if !rest.isEmpty {
-            text += rest
-            _ = onText(rest)
-        }
-        return GenerationResult(tokens: generated, text: text, stopReason: reason,
+        let rest = completion.finish()
+        if !rest.isEmpty { _ = onText(rest) }
+        return GenerationResult(tokens: completion.tokens, text: completion.text, stopReason: completion.stopReason!,
                                 promptTokensEvaluated: prompt.count - shared, promptSeconds: promptSeconds,
                                 decodeSeconds: now() - decodeStart)
     }
