@@ -15,7 +15,7 @@ let package = Package(
     name: "LoRASwitch",
     products: [
         .library(name: "LoRASwitch",
-                 targets: ["Kernels", "Formats", "Text", "Model", "Adapters", "Training", "Evaluation"]),
+                 targets: ["Kernels", "Formats", "Text", "Model", "Adapters", "Engine", "Training", "Evaluation"]),
         .executable(name: "loraswitch", targets: ["loraswitch"]),
     ],
     targets: [
@@ -28,14 +28,16 @@ let package = Package(
         .target(name: "Model", dependencies: ["Kernels", "Formats", "Text"], swiftSettings: swiftFlags),
         .target(name: "Adapters", dependencies: ["Kernels", "Formats", "Model"], swiftSettings: swiftFlags),
         .target(name: "Training", dependencies: ["Kernels", "Formats", "Text", "Model", "Adapters"], swiftSettings: swiftFlags),
+        // The composition root: a model, its tokenizer and pool, adapters by name, sessions and batches.
+        .target(name: "Engine", dependencies: ["Kernels", "Formats", "Text", "Model", "Adapters"], swiftSettings: swiftFlags),
         .target(name: "Evaluation", dependencies: ["Kernels", "Formats", "Text", "Model", "Adapters"], swiftSettings: swiftFlags),
         // The executable carries the Swift runtime and Foundation (-static-stdlib, at compile time too so that
         // Foundation's static module names the archives it needs): loading a dozen shared Swift libraries cost
         // ~7 MiB of resident memory per run. The libraries and tests link them dynamically as before.
         // It is linked by the toolchain's lld with packed relative relocations (DT_RELR, glibc 2.36+): gold's
         // 74,000 RELA entries (1.7 MB) were read at every start and stayed resident.
-        .executableTarget(name: "loraswitch", dependencies: ["Kernels", "Formats", "Text", "Model", "Adapters", "Training",
-                                                             "Evaluation"],
+        .executableTarget(name: "loraswitch", dependencies: ["Kernels", "Formats", "Text", "Model", "Adapters", "Engine",
+                                                             "Training", "Evaluation"],
                           swiftSettings: swiftFlags + [.unsafeFlags(["-static-stdlib"])],
                           linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld",
                                                          "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]),
@@ -49,6 +51,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "TestSupport"], swiftSettings: swiftFlags),
         .testTarget(name: "AdaptersTests", dependencies: ["Adapters", "TestSupport", "AllocationCounter"],
                     swiftSettings: swiftFlags),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Adapters", "TestSupport"], swiftSettings: swiftFlags),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"], swiftSettings: swiftFlags),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Adapters", "TestSupport"],
                     swiftSettings: swiftFlags),

@@ -17,21 +17,31 @@ public enum AdapterStrategy: String, CaseIterable, Sendable {
     case mergedInPlace = "merged-inplace"
 }
 
+/// Receives a token router's decision for each row of a pass: the row's index in the pass, its experts and gates.
+public typealias RoutingObserver = (_ row: Int, _ experts: [Int], _ gates: [Float]) -> Void
+
 extension Adapter {
     /// The adapter's runtime for `session` under `strategy` (`auto` resolved by the cost model with `machine`'s
-    /// figures).
+    /// figures); `observer` gets the token router's decisions (token routing only).
     public func runtime(_ strategy: AdapterStrategy, for session: InferenceSession,
-                        machine: MachineFigures = .defaults) throws -> SessionAdapters {
+                        machine: MachineFigures = .defaults, observer: RoutingObserver? = nil) throws -> SessionAdapters {
         switch strategy {
         case .reference:
-            return .reference(try ReferenceAdapters(adapter: self, model: session.model, threads: session.pool.threadCount,
-                                                    capacity: session.chunkSize))
+            let plain = try ReferenceAdapters(adapter: self, model: session.model, threads: session.pool.threadCount,
+                                              capacity: session.chunkSize)
+            plain.observer = observer
+            return .reference(plain)
         case .fused:
-            return .fused(try AdapterRuntime(adapter: self, session: session))
+            let fused = try AdapterRuntime(adapter: self, session: session)
+            fused.observer = observer
+            return .fused(fused)
         case .merged, .mergedInPlace:
-            return .fused(try MergedAdapters(adapter: self, session: session, inPlace: strategy == .mergedInPlace))
+            let merged = try MergedAdapters(adapter: self, session: session, inPlace: strategy == .mergedInPlace)
+            merged.routingObserver = observer
+            return .fused(merged)
         case .auto:
-            return try runtime(AutoStrategy(adapter: self, model: session.model, machine: machine).choice, for: session)
+            return try runtime(AutoStrategy(adapter: self, model: session.model, machine: machine).choice, for: session,
+                               observer: observer)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Adapters
+import Engine
 import Foundation
 import Model
 
@@ -42,40 +43,18 @@ struct AdapterArguments {
         return specs
     }
 
-    /// Loads the adapters and attaches their runtime to `session` (nothing without --adapter). With --show-routing,
-    /// `observer` gets each token's decision with its position in the sequence. Under `auto`, when the choice depends
-    /// on the machine, its figures come from the cache (`MachineCache`, probed on first use); `report` gets auto's
-    /// choice and what it rested on.
-    func attach(to session: InferenceSession, routing observer: ((Int, [Int], [Float]) -> Void)? = nil,
-                report: ((String) -> Void)? = nil) throws {
-        guard !specs.isEmpty else { return }
-        let adapter = try Adapter.load(specs, model: session.model)
-        var resolved = strategy
-        if strategy == .auto {
-            var auto = AutoStrategy(adapter: adapter, model: session.model)
-            if auto.usesMachine {
-                let (figures, problem) = MachineCache().figures(pool: session.pool)
-                if let problem { report?(problem) }
-                auto = AutoStrategy(adapter: adapter, model: session.model, machine: figures)
-            }
-            report?(auto.summary)
-            resolved = auto.choice
+    /// The name the --adapter options are registered under.
+    static let name = "adapter"
+
+    /// Registers the --adapter options with `engine` and opens a session of `capacity` positions with them (the bare
+    /// model without --adapter); with --show-routing, `routing` gets each token's experts with its position.
+    func session(on engine: Engine, capacity: Int?, routing: ((Int, [Int], [Float]) -> Void)? = nil) throws -> InferenceSession {
+        guard !specs.isEmpty else { return try engine.session(capacity: capacity) }
+        try engine.register(Self.name, specs: specs, strategy: strategy)
+        do {
+            return try engine.session(adapter: Self.name, capacity: capacity, routing: showRouting ? routing : nil)
+        } catch EngineError.routingWithoutRouter {
+            throw UsageError("--show-routing needs a MoE-LoRA adapter with token routing")
         }
-        let runtime = try adapter.runtime(resolved, for: session)
-        if showRouting, let observer {
-            guard case .token = adapter.routing else {
-                throw UsageError("--show-routing needs a MoE-LoRA adapter with token routing")
-            }
-            // The runtimes number the rows of the chunk in flight; the session's position is the chunk's first.
-            unowned let observed = session
-            let positioned: (Int, [Int], [Float]) -> Void = { row, experts, gates in observer(observed.position + row, experts, gates) }
-            switch runtime {
-            case .reference(let plain): (plain as? ReferenceAdapters)?.observer = positioned
-            case .fused(let fused):
-                (fused as? AdapterRuntime)?.observer = positioned
-                (fused as? MergedAdapters)?.routingObserver = positioned
-            }
-        }
-        session.adapters = runtime
     }
 }

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 
 /// Where the default model lives: `$XDG_CACHE_HOME/loraswitch` (else `~/.cache/loraswitch`), put there by
@@ -6,11 +7,7 @@ enum DefaultModel {
     static let fileName = "SmolLM2-135M-Instruct.Q4_1.gguf"
     static let fetchCommand = "scripts/fetch-default-model.sh"
 
-    static var directory: String {
-        let environment = ProcessInfo.processInfo.environment
-        if let cache = environment["XDG_CACHE_HOME"], !cache.isEmpty { return cache + "/loraswitch" }
-        return (environment["HOME"] ?? NSHomeDirectory()) + "/.cache/loraswitch"
-    }
+    static var directory: String { cacheDirectory() }
 
     /// The default model's path; a usage error saying how to fetch it when it is absent.
     static func path() throws -> String {

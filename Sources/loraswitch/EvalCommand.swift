@@ -1,5 +1,6 @@
 import Adapters
 import Evaluation
+import Engine
 import Foundation
 import Kernels
 import Model
@@ -77,18 +78,14 @@ struct EvalCommand: Command {
         // The task files first: a bad line fails before the model loads.
         let (examples, shotPrompts, file) = try loadExamples()
         progress.say("loading \(modelPath)")
-        let model = try LanguageModel.load(path: modelPath)
-        let tokenizer = try model.loadTokenizer()
-        guard tokenizer.vocabularySize <= model.configuration.vocabSize else {
-            throw UsageError("\(modelPath): the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.configuration.vocabSize)")
-        }
-        model.releaseMetadataPages()
+        let engine = try Engine(modelPath: modelPath, threads: threads)
+        let model = engine.model
+        let tokenizer = try engine.tokenizer()
         progress.say("tokenizing \(examples.count) examples")
         let prepared = try MultipleChoiceTask(file: file, examples: examples, tokenizer: tokenizer, shots: shotPrompts,
                                               vocabularySize: model.configuration.vocabSize,
                                               maxPositions: model.configuration.maxPositionEmbeddings)
-        let session = InferenceSession(model: model, pool: ThreadPool(threads: threads), capacity: prepared.positions)
-        try adapters.attach(to: session)
+        let session = try adapters.session(on: engine, capacity: prepared.positions)
         let started = now()
         let result = try prepared.evaluate(with: ChoiceScorer(session: session)) { done in
             progress.update("examples", done: done, of: examples.count)

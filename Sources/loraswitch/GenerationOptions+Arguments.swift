@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import Kernels
 import Model
@@ -54,21 +55,14 @@ struct GenerationArguments {
         }
     }
 
-    /// Loads the model and its tokenizer and opens a session.
+    /// Loads the model and its tokenizer and opens a session with the adapters.
     func open() throws -> TextGenerator {
-        let model = try LanguageModel.load(path: modelPath)
-        let tokenizer = try model.loadTokenizer()
-        guard tokenizer.vocabularySize <= model.configuration.vocabSize else {
-            throw UsageError("\(modelPath): the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.configuration.vocabSize)")
-        }
-        model.releaseMetadataPages()
-        let capacity = context ?? min(model.configuration.maxPositionEmbeddings, 4096)
-        let session = InferenceSession(model: model, pool: ThreadPool(threads: threads), capacity: capacity)
-        try adapters.attach(to: session, routing: { position, experts, gates in
+        let engine = try Engine(modelPath: modelPath, threads: threads, report: stats ? { printError($0) } : nil)
+        let session = try adapters.session(on: engine, capacity: context) { position, experts, gates in
             let gateText = gates.map { fmt(Double($0), 2) }.joined(separator: ",")
             printError("[routing] position \(position): experts \(experts.map(String.init).joined(separator: ",")) gates \(gateText)")
-        }, report: stats ? { printError($0) } : nil)
-        return TextGenerator(session: session, tokenizer: tokenizer)
+        }
+        return TextGenerator(session: session, tokenizer: try engine.tokenizer())
     }
 }
 

@@ -3,6 +3,7 @@ import Formats
 import Kernels
 import Model
 import Adapters
+import Engine
 
 /// `loraswitch logits`: the logits of every position of a token sequence, as a safetensors file.
 struct LogitsCommand: Command {
@@ -25,14 +26,14 @@ struct LogitsCommand: Command {
     }
 
     func run() throws {
-        let model = try LanguageModel.load(path: self.model)
+        let engine = try Engine(modelPath: self.model, threads: threads)
+        let model = engine.model
         guard tokens.count <= model.configuration.maxPositionEmbeddings else {
             throw ModelError.contextFull(needed: tokens.count, capacity: model.configuration.maxPositionEmbeddings)
         }
-        let session = InferenceSession(model: model, pool: ThreadPool(threads: threads), capacity: tokens.count)
-        try adapters.attach(to: session, routing: { position, experts, gates in
+        let session = try adapters.session(on: engine, capacity: tokens.count) { position, experts, gates in
             printError("position \(position): experts \(experts) gates \(gates.map { fmt(Double($0), 3) })")
-        })
+        }
         let vocabulary = model.configuration.vocabSize
         let logits = FloatBuffer(count: tokens.count * vocabulary)
         try session.logits(for: tokens, into: logits.pointer)

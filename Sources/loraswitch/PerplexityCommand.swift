@@ -1,4 +1,5 @@
 import Evaluation
+import Engine
 import Foundation
 import Kernels
 import Model
@@ -51,7 +52,8 @@ struct PerplexityCommand: Command {
         let text = try PerplexityScorer.readText(path: textPath)
         let progress = Progress()
         progress.say("loading \(modelPath)")
-        let model = try LanguageModel.load(path: modelPath)
+        let engine = try Engine(modelPath: modelPath, threads: threads)
+        let model = engine.model
         let modelContext = model.configuration.maxPositionEmbeddings
         if let context, context > modelContext {
             throw UsageError("--context \(context) exceeds the model's context of \(modelContext) positions")
@@ -61,18 +63,13 @@ struct PerplexityCommand: Command {
         guard step < window else {
             throw UsageError("--stride \(step) must be below the context of \(window): a window's first scored token needs one before it")
         }
-        let tokenizer = try model.loadTokenizer()
-        guard tokenizer.vocabularySize <= model.configuration.vocabSize else {
-            throw UsageError("\(modelPath): the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.configuration.vocabSize)")
-        }
-        model.releaseMetadataPages()
+        let tokenizer = try engine.tokenizer()
         progress.say("tokenizing \(textPath)")
         let tokens = PerplexityScorer.tokens(of: text, tokenizer: tokenizer)
         guard tokens.count >= 2 else {
             throw EvaluationError.unusableText(file: textPath, problem: "\(tokens.count) token: nothing to predict (at least 2)")
         }
-        let session = InferenceSession(model: model, pool: ThreadPool(threads: threads), capacity: min(window, tokens.count))
-        try adapters.attach(to: session)
+        let session = try adapters.session(on: engine, capacity: min(window, tokens.count))
         let started = now()
         let result = try PerplexityScorer(session: session).score(tokens: tokens, bytes: text.utf8.count, context: window,
                                                                   stride: step) { done, total in

@@ -3,9 +3,9 @@ import Kernels
 
 /// The machine's figures for `auto` (`MachineFigures.probe`), probed once per CPU model and thread count and kept
 /// in `$XDG_CACHE_HOME/loraswitch/machine.json` (else `~/.cache/loraswitch`), beside the default model.
-struct MachineCache {
+public struct MachineCache: Sendable {
     /// One probe's figures.
-    struct Entry: Codable {
+    public struct Entry: Codable, Sendable {
         let cpu: String
         let threads: Int
         let read_gbs: Double
@@ -14,18 +14,18 @@ struct MachineCache {
 
     /// The file: entries keyed by "CPU model name, N threads" (", unoptimized build" for a debug build's probe,
     /// which runs the probe's loops several times slower).
-    struct File: Codable {
+    public struct File: Codable, Sendable {
         var machines: [String: Entry]
     }
 
-    let path: String
+    public let path: String
 
-    init(path: String = DefaultModel.directory + "/machine.json") { self.path = path }
+    public init(path: String = cacheDirectory() + "/machine.json") { self.path = path }
 
     /// The cached figures of this CPU at `pool`'s thread count, else a probe, written to the cache. A file that
     /// cannot be read as a cache is replaced; one that cannot be written leaves the figures marked probed (and says
     /// why in `problem`).
-    func figures(pool: ThreadPool) -> (figures: MachineFigures, problem: String?) {
+    public func figures(pool: ThreadPool) -> (figures: MachineFigures, problem: String?) {
         let cpu = Self.cpuName(), key = "\(cpu), \(pool.threadCount) threads" + Self.build
         var file = (try? Data(contentsOf: URL(fileURLWithPath: path))).flatMap { try? JSONDecoder().decode(File.self, from: $0) }
             ?? File(machines: [:])
@@ -63,4 +63,12 @@ struct MachineCache {
         }
         return "unknown CPU"
     }
+}
+
+/// The project's cache folder: `$XDG_CACHE_HOME/loraswitch`, else `~/.cache/loraswitch` (the default model, the
+/// machine's figures).
+public func cacheDirectory() -> String {
+    let environment = ProcessInfo.processInfo.environment
+    if let cache = environment["XDG_CACHE_HOME"], !cache.isEmpty { return cache + "/loraswitch" }
+    return (environment["HOME"] ?? NSHomeDirectory()) + "/.cache/loraswitch"
 }
