@@ -98,6 +98,14 @@ public final class Adapter: @unchecked Sendable {
     /// The largest rank of any expert (scratch sizes).
     public let maxRank: Int
 
+    /// The same LoRAs (sharing their matrices) with every update's weight multiplied by `factor`: a per-sequence
+    /// scale. Nil for a mixture of experts, whose router sets the gates.
+    public func scaled(by factor: Float) -> Adapter? {
+        guard case .fixed(let gates) = routing else { return nil }
+        return Adapter(routing: .fixed(gates: gates.map { $0 * factor }), numExperts: numExperts, projections: projections,
+                       tokenRouter: tokenRouter, routerLayer: routerLayer, name: name, storage: storage)
+    }
+
     /// Expert `e`'s pair for projection slot `index` (in `LayerTensor.projections`) of `layer`, if it has one.
     func pair(_ layer: Int, _ index: Int, _ e: Int) -> LowRankPair? {
         guard let p = projections[layer][index], e < p.experts.count else { return nil }

@@ -65,7 +65,14 @@ public final class Engine: @unchecked Sendable {
     /// them as `name`, to run under `strategy` (`auto`: chosen per session by the cost model).
     @discardableResult
     public func register(_ name: String, specs: [AdapterSpec], strategy: AdapterStrategy = .auto) throws -> RegisteredAdapter {
-        let adapter = try Adapter.load(specs, model: model)
+        try register(name, adapter: Adapter.load(specs, model: model), specs: specs, strategy: strategy)
+    }
+
+    /// Keeps an adapter already made for this model (checked to fit it) as `name`.
+    @discardableResult
+    public func register(_ name: String, adapter: Adapter, specs: [AdapterSpec] = [], strategy: AdapterStrategy = .auto) throws
+        -> RegisteredAdapter {
+        try adapter.check(fits: model)
         lock.lock()
         defer { lock.unlock() }
         guard registry[name] == nil else { throw EngineError.duplicateAdapter(name) }

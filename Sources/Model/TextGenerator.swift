@@ -32,6 +32,16 @@ public struct GenerationResult: Sendable {
     public var promptSeconds: Double
     public var decodeSeconds: Double
 
+    public init(tokens: [Int], text: String, stopReason: StopReason, promptTokensEvaluated: Int, promptSeconds: Double,
+                decodeSeconds: Double) {
+        self.tokens = tokens
+        self.text = text
+        self.stopReason = stopReason
+        self.promptTokensEvaluated = promptTokensEvaluated
+        self.promptSeconds = promptSeconds
+        self.decodeSeconds = decodeSeconds
+    }
+
     public var prefillTokensPerSecond: Double { promptSeconds > 0 ? Double(promptTokensEvaluated) / promptSeconds : 0 }
     public var decodeMillisecondsPerToken: Double {
         tokens.count > 1 ? decodeSeconds * 1000 / Double(tokens.count - 1) : 0
