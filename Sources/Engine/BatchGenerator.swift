@@ -105,6 +105,20 @@ public final class BatchGenerator {
     /// Queues a request; it joins the next pass. Returns its id (in submission order from 0).
     @discardableResult
     public func submit(_ request: Request) throws -> Int {
+        let (key, adapters) = try check(request)
+        let entry = Entry(id: nextID, request: request, key: key, adapters: adapters,
+                          sequence: SequenceState(model: engine.model, capacity: context),
+                          completion: Completion(options: request.options, tokenizer: tokenizer,
+                                                 vocabularySize: engine.model.configuration.vocabSize))
+        nextID += 1
+        running.append(entry)
+        return entry.id
+    }
+
+    /// Throws what `submit` would refuse `request` for (its adapters are made ready), queueing nothing: a caller
+    /// with many requests checks them all before the first pass.
+    @discardableResult
+    public func check(_ request: Request) throws -> (key: String, adapters: ForwardAdapters?) {
         try request.options.sampling.validate()
         guard !request.prompt.isEmpty else { throw GenerationError.emptyPrompt }
         let vocabulary = engine.model.configuration.vocabSize
@@ -114,13 +128,7 @@ public final class BatchGenerator {
         guard request.prompt.count < context else {
             throw ModelError.contextFull(needed: request.prompt.count + 1, capacity: context)
         }
-        let (key, adapters) = try runtime(request)
-        let entry = Entry(id: nextID, request: request, key: key, adapters: adapters,
-                          sequence: SequenceState(model: engine.model, capacity: context),
-                          completion: Completion(options: request.options, tokenizer: tokenizer, vocabularySize: vocabulary))
-        nextID += 1
-        running.append(entry)
-        return entry.id
+        return try runtime(request)
     }
 
     /// Ends a running sequence as cancelled (its result comes with the next pass's updates).

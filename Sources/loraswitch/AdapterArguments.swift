@@ -46,6 +46,14 @@ struct AdapterArguments {
     /// The name the --adapter options are registered under.
     static let name = "adapter"
 
+    /// Registers the --adapter options with `engine` for batched generation (which runs adapters fused) and returns
+    /// their name; nil without --adapter.
+    func register(with engine: Engine) throws -> String? {
+        guard !specs.isEmpty else { return nil }
+        try engine.register(Self.name, specs: specs, strategy: .fused)
+        return Self.name
+    }
+
     /// Registers the --adapter options with `engine` and opens a session of `capacity` positions with them (the bare
     /// model without --adapter); with --show-routing, `routing` gets each token's experts with its position.
     func session(on engine: Engine, capacity: Int?, routing: ((Int, [Int], [Float]) -> Void)? = nil) throws -> InferenceSession {

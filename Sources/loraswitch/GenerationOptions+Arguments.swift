@@ -55,9 +55,14 @@ struct GenerationArguments {
         }
     }
 
+    /// The engine over the model (with --stats, its set-up choices on standard error).
+    func engine() throws -> Engine {
+        try Engine(modelPath: modelPath, threads: threads, report: stats ? { printError($0) } : nil)
+    }
+
     /// Loads the model and its tokenizer and opens a session with the adapters.
     func open() throws -> TextGenerator {
-        let engine = try Engine(modelPath: modelPath, threads: threads, report: stats ? { printError($0) } : nil)
+        let engine = try engine()
         let session = try adapters.session(on: engine, capacity: context) { position, experts, gates in
             let gateText = gates.map { fmt(Double($0), 2) }.joined(separator: ",")
             printError("[routing] position \(position): experts \(experts.map(String.init).joined(separator: ",")) gates \(gateText)")

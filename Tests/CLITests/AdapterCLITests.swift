@@ -3,7 +3,6 @@ import Formats
 import Testing
 import TestSupport
 
-private func adapterPath(_ name: String) -> String { fixtures.appendingPathComponent("adapters/\(name)").path }
 
 /// The reference logits and tokens of an adapter fixture (Tests/Fixtures/adapters/expected).
 private func adapterReference(_ name: String) throws -> (tokens: String, logits: [Float]) {

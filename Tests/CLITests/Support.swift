@@ -11,6 +11,9 @@ let packageRoot = fixtures.deletingLastPathComponent().deletingLastPathComponent
 
 func modelPath(_ name: String) -> String { fixtures.appendingPathComponent("models/\(name)").path }
 
+/// An adapter fixture's path.
+func adapterPath(_ name: String) -> String { fixtures.appendingPathComponent("adapters/\(name)").path }
+
 /// Where `loraswitch` may be: $LORASWITCH_EXECUTABLE if set, else beside the running test binary — SwiftPM puts
 /// every product of one build configuration in one folder (.build/x86_64-unknown-linux-gnu/debug/ on Linux; on
 /// macOS the test binary sits inside an .xctest bundle in that folder). Never another configuration's folder: a

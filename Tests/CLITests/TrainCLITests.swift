@@ -6,7 +6,6 @@ import TestSupport
 // bit for bit, that a stopped run resumed is the uninterrupted run, and one clear line for every refusal with
 // nothing written.
 
-private func adapterFixture(_ name: String) -> String { fixtures.appendingPathComponent("adapters/\(name)").path }
 
 /// Four sequences of 12 token ids below 128 (the HF fixtures' vocabulary), from a fixed linear congruential
 /// generator: a task a small adapter can memorize.
@@ -220,7 +219,7 @@ struct TrainCLITests {
 
     @Test func initStartsFromAnAdapter() throws {
         let out = folder.file("init")
-        let result = try train(["--out", out, "--init", adapterFixture("moe-layer-top2"), "--steps", "2", "--type", "moe-layer"])
+        let result = try train(["--out", out, "--init", adapterPath("moe-layer-top2"), "--steps", "2", "--type", "moe-layer"])
         #expect(result.status == 0, "\(result)")
         let config = try jsonObject(out + "/adapter_config.json")
         #expect(config["routing"] as? String == "layer" && config["num_experts"] as? Int == 4)
@@ -283,7 +282,7 @@ struct TrainCLITests {
         let data = file.isEmpty ? self.data : try folder.write(file, content)
         var arguments = extra
         for (i, a) in arguments.enumerated() where i > 0 {
-            if ["--init", "--resume"].contains(arguments[i - 1]), a != "missing", a != "x" { arguments[i] = adapterFixture(a) }
+            if ["--init", "--resume"].contains(arguments[i - 1]), a != "missing", a != "x" { arguments[i] = adapterPath(a) }
             if arguments[i - 1] == "--model" { arguments[i] = modelPath(a) }
             if arguments[i - 1] == "--resume", a == "missing" { arguments[i] = folder.file("missing") }
         }
