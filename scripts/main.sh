@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: installs what is needed (OpenBLAS, the default model), builds in release mode,
-# generates text from the default model (a completion and a chat answer), trains a LoRA-Switch adapter (token-routed
-# MoE-LoRA) on BIG-bench's hyperbaton for a few minutes and answers with it, then measures decoding — bare and with
-# random LoRA and MoE-LoRA adapters run fused — beside the machine's memory bandwidth.
+# generates text from the default model (a completion, a chat answer, and samples decoded together), trains a
+# LoRA-Switch adapter (token-routed MoE-LoRA) on BIG-bench's hyperbaton for a few minutes, evaluates it against the
+# bare model on held-out questions and answers with it, then measures decoding — bare and with random LoRA and
+# MoE-LoRA adapters run fused — beside the machine's memory bandwidth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -13,6 +14,8 @@ echo "== greedy completion"
 $bin generate --prompt "The capital of France is" --temperature 0 --max-tokens 24 --stats
 echo "== chat"
 $bin generate --chat --prompt "Write a haiku about memory bandwidth." --max-tokens 64 --seed 1 --stats
+echo "== three samples decoded together (one batch, each with its own seed)"
+$bin generate --prompt "A short poem about the sea:" --n 3 --max-tokens 24 --temperature 0.9 --seed 1 --stats
 echo "== train: LoRA-Switch (8 experts, top-2, rank 16) on hyperbaton (data/bigbench), the backbone frozen in Q4_1"
 work="${XDG_CACHE_HOME:-$HOME/.cache}/loraswitch/main-job"
 mkdir -p "$work"
@@ -30,6 +33,9 @@ for split, limit in (("train", 480), ("validation", 64)):
 PY
 $bin train --data "$work/train.jsonl" --valid "$work/validation.jsonl" --out "$work/adapter" --type moe-token \
     --batch-size 8 --epochs 1 --lr 1e-3 --warmup 6 --eval-every 20 --seed 1
+echo "== eval on 100 held-out hyperbaton questions (test split): the bare model, then with the adapter"
+$bin eval --task bigbench:hyperbaton --limit 100
+$bin eval --task bigbench:hyperbaton --limit 100 --adapter "$work/adapter"
 question=$(head -1 data/bigbench/hyperbaton/test.jsonl | python3 -c 'import json,sys; e=json.loads(sys.stdin.read()); print(e["context"].rstrip())')
 echo "-- $question (gold: $(head -1 data/bigbench/hyperbaton/test.jsonl | python3 -c 'import json,sys; e=json.loads(sys.stdin.read()); print(e["choices"][e["gold"]])'))"
 $bin generate --adapter "$work/adapter" --prompt "$question" --temperature 0 --max-tokens 2 --show-routing
