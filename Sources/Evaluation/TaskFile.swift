@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 import Text
 
@@ -38,23 +39,12 @@ public struct TaskFile: Sendable {
 
     /// Reads and checks every example of `path`.
     public static func load(path: String) throws -> TaskFile {
-        let bytes: [UInt8]
-        do {
-            bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch {
-            let reason = FileManager.default.fileExists(atPath: path) ? error.localizedDescription : "no such file"
-            throw EvaluationError.unreadable(file: path, reason: reason)
+        let lines: JSONLines
+        do { lines = try JSONLines(path: path) } catch let e as JSONLines.Unreadable {
+            throw EvaluationError.unreadable(file: path, reason: e.reason)
         }
         var examples: [MultipleChoiceExample] = []
-        var lineNumber = 0
-        var start = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
-        while start < bytes.count {
-            let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
-            lineNumber += 1
-            var line = bytes[start..<end]
-            start = end + 1
-            if line.last == 0x0D { line = line.dropLast() }
-            guard line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) else { continue }
+        for (lineNumber, line) in lines {
             do {
                 examples.append(try readExample(line, lineNumber: lineNumber))
             } catch let problem as LineProblem {

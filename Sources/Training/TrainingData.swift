@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 import Text
 
@@ -59,28 +60,16 @@ public struct TrainingData: Sendable {
         guard vocabularySize > 0 else {
             throw TrainingDataError.invalidParameter(name: "vocabulary size", problem: "\(vocabularySize) is not positive")
         }
-        let bytes: [UInt8]
-        do {
-            bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch {
-            let reason = FileManager.default.fileExists(atPath: path) ? error.localizedDescription : "no such file"
-            throw TrainingDataError.unreadable(file: path, reason: reason)
+        let jsonLines: JSONLines
+        do { jsonLines = try JSONLines(path: path) } catch let e as JSONLines.Unreadable {
+            throw TrainingDataError.unreadable(file: path, reason: e.reason)
         }
 
         let encoder = tokenizer.map(ExampleEncoder.init)
         var examples: [TrainingExample] = []
         var lines: [Int] = []
         var truncated = 0
-        var lineNumber = 0
-        // A UTF-8 byte order mark (as some editors write) is not part of the first line.
-        var start = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
-        while start < bytes.count {
-            let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
-            lineNumber += 1
-            var line = bytes[start..<end]
-            start = end + 1
-            if line.last == 0x0D { line = line.dropLast() }
-            guard line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) else { continue }
+        for (lineNumber, line) in jsonLines {
             do {
                 let example = try readExample(line, encoder: encoder, vocabularySize: vocabularySize)
                 let cut = example.truncated(to: maxSequenceLength)

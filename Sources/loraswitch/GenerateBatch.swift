@@ -1,5 +1,6 @@
 import Adapters
 import Engine
+import Formats
 import Foundation
 import Model
 import Text
@@ -18,16 +19,13 @@ struct BatchLine {
 
     /// Every line of `path` (blank lines skipped), each checked; a bad one is an error naming the file and line.
     static func load(_ path: String) throws -> [(line: Int, value: BatchLine)] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw BatchFileError(path, 0, "cannot read it") }
-        guard let text = String(data: data, encoding: .utf8) else { throw BatchFileError(path, 0, "not UTF-8 text") }
+        let jsonLines: JSONLines
+        do { jsonLines = try JSONLines(path: path) } catch let e as JSONLines.Unreadable { throw BatchFileError(path, 0, e.reason) }
         let folder = (path as NSString).deletingLastPathComponent
         var lines: [(Int, BatchLine)] = []
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !line.isEmpty else { continue }
-            let lineNumber = i + 1
+        for (lineNumber, line) in jsonLines {
             func fail(_ detail: String) -> BatchFileError { BatchFileError(path, lineNumber, detail) }
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
                 throw fail("not a JSON object")
             }
             if let unknown = object.keys.sorted().first(where: { !keys.contains($0) }) {
