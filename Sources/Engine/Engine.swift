@@ -59,6 +59,16 @@ public final class Engine: @unchecked Sendable {
         return tokenizer
     }
 
+    /// The tokenizer when the model has one: none for a Hugging Face folder without tokenizer.json (pre-tokenized
+    /// training data needs none).
+    public func tokenizerIfPresent() throws -> Tokenizer? {
+        if model.format == .huggingFace,
+           !FileManager.default.fileExists(atPath: (model.path as NSString).appendingPathComponent("tokenizer.json")) {
+            return nil
+        }
+        return try tokenizer()
+    }
+
     // MARK: - Adapters
 
     /// Loads `specs` (one MoE-LoRA, or LoRAs applied together, each scaled by its weight) for this model and keeps

@@ -1,4 +1,5 @@
 import Adapters
+import Engine
 import Foundation
 import Kernels
 import Model
@@ -110,13 +111,14 @@ struct TrainCommand: Command {
         if let logPath { try OutputFolder.checkWritableFile(logPath, option: "--log") }
         if let resumePath { try OutputFolder.checkCheckpoint(resumePath) }
 
-        let model = try LanguageModel.load(path: modelPath)
+        let engine = try Engine(modelPath: modelPath, threads: threads)
+        let model = engine.model
         let context = model.configuration.maxPositionEmbeddings
         if let maxSequenceLength, maxSequenceLength > context {
             throw UsageError("--max-seq-len \(maxSequenceLength) exceeds the model's context of \(context) positions")
         }
         let length = maxSequenceLength ?? min(Self.defaultMaxSequenceLength, context)
-        let tokenizer = try loadTokenizer(model)
+        let tokenizer = try engine.tokenizerIfPresent()
         let vocabulary = model.configuration.vocabSize
         let train = try TrainingData.load(path: dataPath, tokenizer: tokenizer, vocabularySize: vocabulary, maxSequenceLength: length)
         let valid = try validPath.map {
@@ -124,7 +126,7 @@ struct TrainCommand: Command {
         }
         let parameters = try makeParameters(model)
         let trainer = try Trainer(model: model, parameters: parameters, train: train, validation: valid,
-                                  options: options, pool: ThreadPool(threads: threads))
+                                  options: options, pool: engine.pool)
         let identity = Checkpoint.Identity(options: options, shape: parameters.shape, trainExamples: train.examples)
         if let resumePath {
             do {
@@ -166,20 +168,6 @@ struct TrainCommand: Command {
         })
         report.finish(stop: stop, out: out)
         if stop == .interrupted { exit(130) }
-    }
-
-    /// The model's tokenizer; none for a Hugging Face folder without tokenizer.json (pre-tokenized data needs none,
-    /// and the data loader names the first line that does).
-    private func loadTokenizer(_ model: LanguageModel) throws -> Tokenizer? {
-        if model.format == .huggingFace,
-           !FileManager.default.fileExists(atPath: (model.path as NSString).appendingPathComponent("tokenizer.json")) {
-            return nil
-        }
-        let tokenizer = try model.loadTokenizer()
-        guard tokenizer.vocabularySize <= model.configuration.vocabSize else {
-            throw TrainCommandError("\(modelPath): the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.configuration.vocabSize)")
-        }
-        return tokenizer
     }
 
     /// A new adapter, or the one --init or --resume names, whose shape the flags given must agree with.
