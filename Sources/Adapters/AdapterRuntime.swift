@@ -18,8 +18,9 @@ import Glibc
 /// one selection for the whole token, so every (B_j, u_j) the token's projections add is listed once per token
 /// (once for good under fixed routing) and nothing runs between the regions.
 /// Layer routing, whose experts are known only once each router has seen the whole input, routes and computes the
-/// input side in `prepare`, with a parallel step of its own. Prefill gathers, per expert, the tokens that chose it
-/// and runs them as one batch through A and B (as SGMV kernels do).
+/// input side in `prepare`, with a parallel step of its own. Several tokens (prefill, a batch's rows) are grouped by
+/// expert in `prepare`, which runs each expert's tokens through A once (SGMV's shrink, `TokenGroups`); each thread
+/// then adds their u B_eᵀ to its output rows (the expand).
 ///
 /// The reference strategy runs the same adapter through `ReferenceAdapters` and the reference forward instead.
 public final class AdapterRuntime: ForwardAdapters {
@@ -52,6 +53,9 @@ public final class AdapterRuntime: ForwardAdapters {
     var workRows = 0
     var workInput: UnsafePointer<Float>?
     lazy var inputRegion = ParallelJob { [unowned self] thread in self.computeInputSide(thread: thread) }
+    /// Several tokens: the entries grouped by expert and their input sides, computed once per region in `prepare`.
+    let groups: TokenGroups
+    lazy var groupRegion = ParallelJob { [unowned self] thread in self.computeGroupedInputSides(thread: thread) }
     /// `foldInput`'s x ∘ norm, each thread writing its own inputs.
     let folded: UnsafeMutablePointer<Float>
     let eps: Float
@@ -127,28 +131,18 @@ public final class AdapterRuntime: ForwardAdapters {
 
     /// Per-thread buffers, sized for `chunk` tokens.
     final class Scratch {
-        let u: FloatBuffer          // [T, k, maxRank]: scaled A x
         let logits: FloatBuffer     // [T, N] router outputs
         let probabilities: FloatBuffer // [N]
-        var experts: [Int32]        // [T, k] layer routing's decisions
-        var gates: [Float]
         let gathered: FloatBuffer   // [T, maxIn] the tokens of one expert
         let out: FloatBuffer        // [T, maxOut] B u before it is added
         let tile: FloatBuffer       // matmul's scratch
-        var tokens: [Int32]         // [T] the tokens of one expert
-        var tokenGates: [Float]
 
         init(chunk: Int, k: Int, n: Int, maxRank: Int, maxIn: Int, maxOut: Int) {
-            u = FloatBuffer(count: chunk * k * max(1, maxRank))
             logits = FloatBuffer(count: chunk * n)
             probabilities = FloatBuffer(count: n)
-            experts = [Int32](repeating: 0, count: chunk * k)
-            gates = [Float](repeating: 0, count: chunk * k)
             gathered = FloatBuffer(count: chunk * maxIn, zeroed: false)
             out = FloatBuffer(count: chunk * maxOut, zeroed: false)
             tile = FloatBuffer(count: matmulScratchCount(cols: max(maxIn, maxRank)), zeroed: false)
-            tokens = [Int32](repeating: 0, count: chunk)
-            tokenGates = [Float](repeating: 0, count: chunk)
         }
     }
 
@@ -191,6 +185,7 @@ public final class AdapterRuntime: ForwardAdapters {
             }
         }
         work.reserveCapacity(3 * max(1, k))
+        groups = TokenGroups(tokens: chunk, k: max(1, adapter.routing.topK), experts: adapter.numExperts, width: width)
         layout = adapter.decodingLayout(DecodingPartition(c, threads: threads))
         layoutTiles = layout.tiles
         layoutFolds = layout.folds
@@ -299,10 +294,12 @@ public final class AdapterRuntime: ForwardAdapters {
         if folds, tokens == 1 { listTokenTerms() }
     }
 
-    /// Layer routing: each adapted projection's router on the region's input, and for one token the input sides of
-    /// its experts (a parallel step) and the (B_j, u_j) each thread adds. Nothing for token and fixed routing.
+    /// Layer routing: each adapted projection's router on the region's input, and when decoding one token the input
+    /// sides of its experts (a parallel step) and the (B_j, u_j) each thread adds. Otherwise, any routing: the
+    /// entries grouped by expert and their input sides, once for all threads (a parallel step).
     public func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens t: Int,
-                        pool: ThreadPool) {
+                        decoding: Bool, pool: ThreadPool) {
+        defer { if !decoding { groupInputSides(layer: layer, projections: projections, input: x, tokens: t, pool: pool) } }
         guard layerRouting else { return }
         work.removeAll(keepingCapacity: true)
         workRows = 0
@@ -313,7 +310,7 @@ public final class AdapterRuntime: ForwardAdapters {
                 route(router, input: x, tokens: t, cols: router.cols, experts: slot.experts, gates: slot.gates, scratch: scratch[0])
                 report(layer, tensor, tokens: t, experts: slot.experts, gates: slot.gates)
             }
-            guard t == 1 else { continue }
+            guard decoding else { continue }
             for thread in 0..<threads { slot.termCounts[thread] = 0 }
             for j in 0..<k {
                 guard let pair = pair(layer, index, slot.experts[j]) else { continue }
@@ -330,6 +327,47 @@ public final class AdapterRuntime: ForwardAdapters {
         guard workRows > 0 else { return }
         workInput = x
         pool.run(inputRegion)
+    }
+
+    /// Several tokens: groups each adapted projection's entries by expert and computes u = g·s·A_e x for each expert's
+    /// tokens, the (projection, expert) pairs split between threads.
+    private func groupInputSides(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens t: Int,
+                                 pool: ThreadPool) {
+        groups.work.removeAll(keepingCapacity: true)
+        for tensor in projections {
+            guard adapts(layer: layer, projection: tensor), let index = tensor.projectionIndex else { continue }
+            let (experts, gates) = decisions(index)
+            groups.group(slot: index, experts: experts, gates: gates, tokens: t, k: k)
+            for e in 0..<max(1, n) where !groups.entries(slot: index, expert: e).isEmpty && pair(layer, index, Int32(e)) != nil {
+                groups.work.append((index, e))
+            }
+        }
+        guard !groups.work.isEmpty else { return }
+        groups.layer = layer
+        groups.input = x
+        pool.run(groupRegion)
+    }
+
+    /// Several tokens, on thread `thread`: its share of the (projection, expert) pairs — the expert's tokens gathered,
+    /// u = X_e A_eᵀ, each row scaled by its gate and the pair's scale.
+    private func computeGroupedInputSides(thread: Int) {
+        guard let x = groups.input else { return }
+        let s = scratch[thread], gathered = s.gathered.pointer
+        for item in ThreadPool.chunk(groups.work.count, part: thread, of: threads) {
+            let (index, e) = groups.work[item]
+            let pair = pair(groups.layer, index, Int32(e))!
+            let entries = groups.entries(slot: index, expert: e), cols = pair.a.cols
+            let tokens = groups.tokens + index * groups.capacity, gates = groups.gates + index * groups.capacity
+            for (i, entry) in entries.enumerated() {
+                (gathered + i * cols).update(from: x + Int(tokens[entry]) * cols, count: cols)
+            }
+            let u = groups.u(slot: index, from: entries.lowerBound)
+            matmul(pair.a, gathered, tokens: entries.count, u, ldy: pair.rank, rows: 0..<pair.rank, scratch: s.tile.pointer)
+            for (i, entry) in entries.enumerated() {
+                let g = gates[entry] * pair.scale
+                for r in 0..<pair.rank { u[i * pair.rank + r] *= g }
+            }
+        }
     }
 
     /// One token, on thread `thread`: its share of the rows of every A in `work`, scaled by gate and scale.
@@ -413,9 +451,19 @@ public final class AdapterRuntime: ForwardAdapters {
 
     public func adjust(layer: Int, projection tensor: LayerTensor, input x: UnsafePointer<Float>, tokens t: Int,
                        output y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, thread: Int) {
-        guard let p = adapter.projection(layer: layer, tensor), !rows.isEmpty else { return }
-        let (experts, gates) = decisions(tensor.projectionIndex!)
-        addTokens(p, x, t, y, ldy, rows, experts: experts, gates: gates, scratch[thread])
+        guard let index = tensor.projectionIndex, !rows.isEmpty, adapts(layer: layer, projection: tensor) else { return }
+        // y[token, rows] += u B_eᵀ per expert, from the input sides `prepare` computed.
+        let s = scratch[thread], out = s.out.pointer, tokens = groups.tokens + index * groups.capacity
+        for e in 0..<max(1, n) {
+            let entries = groups.entries(slot: index, expert: e)
+            guard !entries.isEmpty, let pair = pair(layer, index, Int32(e)) else { continue }
+            matmul(pair.b, groups.u(slot: index, from: entries.lowerBound), tokens: entries.count, out, ldy: pair.b.rows,
+                   rows: rows, scratch: s.tile.pointer)
+            for (i, entry) in entries.enumerated() {
+                addInPlace(y + Int(tokens[entry]) * ldy + rows.lowerBound, out + i * pair.b.rows + rows.lowerBound,
+                           count: rows.count)
+            }
+        }
     }
 
     // MARK: Routing
@@ -443,41 +491,6 @@ public final class AdapterRuntime: ForwardAdapters {
         guard let layerObserver else { return }
         for token in 0..<t {
             layerObserver(layer, tensor, token, (0..<k).map { Int(experts[token * k + $0]) }, (0..<k).map { gates[token * k + $0] })
-        }
-    }
-
-    // MARK: Fused arithmetic
-
-    /// T tokens: per expert, the tokens that chose it gathered into one batch: U = X_e A_eᵀ (scaled by each
-    /// token's gate), then y[token, rows] += U B_eᵀ.
-    private func addTokens(_ p: AdaptedProjection, _ x: UnsafePointer<Float>, _ t: Int, _ y: UnsafeMutablePointer<Float>,
-                           _ ldy: Int, _ rows: Range<Int>, experts: UnsafePointer<Int32>,
-                           gates: UnsafePointer<Float>, _ s: Scratch) {
-        for (e, pair) in p.experts.enumerated() {
-            guard let pair else { continue }
-            var count = 0
-            for token in 0..<t {
-                for j in 0..<k where experts[token * k + j] == Int32(e) {
-                    s.tokens[count] = Int32(token)
-                    s.tokenGates[count] = gates[token * k + j] * pair.scale
-                    count += 1
-                }
-            }
-            guard count > 0 else { continue }
-            let cols = pair.a.cols, gathered = s.gathered.pointer, u = s.u.pointer, out = s.out.pointer
-            for i in 0..<count {
-                (gathered + i * cols).update(from: x + Int(s.tokens[i]) * cols, count: cols)
-            }
-            matmul(pair.a, gathered, tokens: count, u, ldy: pair.rank, rows: 0..<pair.rank, scratch: s.tile.pointer)
-            for i in 0..<count {
-                let g = s.tokenGates[i]
-                for r in 0..<pair.rank { u[i * pair.rank + r] *= g }
-            }
-            matmul(pair.b, u, tokens: count, out, ldy: pair.b.rows, rows: rows, scratch: s.tile.pointer)
-            for i in 0..<count {
-                addInPlace(y + Int(s.tokens[i]) * ldy + rows.lowerBound, out + i * pair.b.rows + rows.lowerBound,
-                           count: rows.count)
-            }
         }
     }
 }

@@ -91,8 +91,9 @@ public final class MergedAdapters: ForwardAdapters {
         merge(experts: Array(UnsafeBufferPointer(start: experts, count: k)), gates: Array(UnsafeBufferPointer(start: gates, count: k)))
     }
 
-    public func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
-        if !usesCopies { fused.prepare(layer: layer, projections: projections, input: x, tokens: tokens, pool: pool) }
+    public func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens: Int, decoding: Bool,
+                        pool: ThreadPool) {
+        if !usesCopies { fused.prepare(layer: layer, projections: projections, input: x, tokens: tokens, decoding: decoding, pool: pool) }
     }
 
     public func foldInput(layer: Int, projections: [LayerTensor], source: UnsafePointer<Float>, norm: UnsafePointer<Float>?,

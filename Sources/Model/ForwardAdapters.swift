@@ -24,10 +24,13 @@ public protocol ForwardAdapters: AnyObject {
     /// v. Token routing decides here (at layer 0), and a merging strategy merges; both may run parallel regions.
     func didNormalize(layer: Int, normalized: UnsafePointer<Float>, tokens: Int, pool: ThreadPool)
 
-    /// Called on the calling thread before the parallel region of `projections` (which share the input x [T, in]):
-    /// routing decisions and the adapters' input-side products (A x, a few rows) may be computed here, in a
-    /// parallel region of their own, so that the projection's region only adds the output side.
-    func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens: Int, pool: ThreadPool)
+    /// Called on the calling thread before the parallel region of `projections` (which share the input x [T, in], the
+    /// rows of this implementation's group): routing decisions and the adapters' input-side products may be computed
+    /// here, in a parallel region of their own, so that the projection's region only adds the output side.
+    /// `decoding`: the pass is one row, and the region adds `decodingTerms` next; otherwise it calls `adjust` (even
+    /// for a group of one row in a pass of several).
+    func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens: Int, decoding: Bool,
+                 pool: ThreadPool)
 
     /// One token, inside the parallel region that finishes the input of `projections` of `layer`, on thread
     /// `thread`, once `source[inputs]` — this thread's share — is final: the adapters may start their input-side

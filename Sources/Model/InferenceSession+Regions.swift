@@ -120,7 +120,7 @@ extension InferenceSession {
             guard let adapters = groups[g].adapters else { continue }
             let rows = groups[g].rows
             adapters.prepare(layer: pass.layer, projections: projections, input: input + rows.lowerBound * width,
-                             tokens: rows.count, pool: pool)
+                             tokens: rows.count, decoding: pass.tokens == 1, pool: pool)
         }
     }
 
