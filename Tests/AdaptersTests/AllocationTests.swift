@@ -20,10 +20,10 @@ struct AllocationTests {
     /// Allocations made by `tokens.count` decoded tokens, after a prompt and two warm-up tokens.
     private func allocations(_ session: InferenceSession, _ tokens: [Int]) throws -> Int {
         try session.prefill(Array(tokens[0..<3]))
-        try session.decode(tokens[3])
-        try session.decode(tokens[4])
+        _ = try session.decode(tokens[3])
+        _ = try session.decode(tokens[4])
         let before = loraswitch_thread_allocations()
-        for token in tokens[5...] { try session.decode(token) }
+        for token in tokens[5...] { _ = try session.decode(token) }
         return loraswitch_thread_allocations() - before
     }
 
