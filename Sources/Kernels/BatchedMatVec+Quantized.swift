@@ -8,6 +8,10 @@ import _Builtin_intrinsics.intel
 // contiguous run per block; their per-block sums lie [blocks][tokens] as well, so that the offset terms of a whole
 // group are one vector operation per block.
 
+// The rows of x are prepared group by group (`groupSize`), block-major within a group: consecutive blocks of a
+// group are the group's width apart rather than all the tokens' (4 KB at 64 rows of Q4, which put every block of a
+// group in the same L1 set).
+
 // MARK: - Q8_0
 
 /// Q8_0 rows: `q8Rows` (MatVec.swift) for several rows of x. Per row of x the result is
@@ -15,20 +19,21 @@ import _Builtin_intrinsics.intel
 struct Q8Batch: BatchRowKernel {
     typealias Accumulator = SIMD8<Float>
     let w: WeightMatrix
-    /// [blocks][tokens][32]: each row's x in `prepareBlockInput` order.
+    /// Group (t0, size) at `lanes + t0 · cols`, [blocks][size][32]: each row's x in `prepareBlockInput` order.
     let lanes: UnsafePointer<Float>
     /// [blocks][tokens] (+ 16): Σx of each block of each row.
     let sums: UnsafePointer<Float>
     let tokens: Int
     let out: BatchOutput
 
-    init(w: WeightMatrix, x: UnsafePointer<Float>, tokens: Int, scratch: UnsafeMutablePointer<Float>, out: BatchOutput) {
+    init(w: WeightMatrix, x: UnsafePointer<Float>, tokens: Int, widest: Int, scratch: UnsafeMutablePointer<Float>,
+         out: BatchOutput) {
         let cols = w.cols, blocks = cols / 32
         var cursor = ScratchCursor(scratch)
         let lanes = cursor.take(tokens * cols), sums = cursor.take(blocks * tokens + 16)
-        for t in 0..<tokens {
-            prepareBlockInput(x + t * cols, count: cols, into: lanes + 32 * t, blockStride: 32 * tokens, sums: sums + t,
-                              sumStride: tokens)
+        forEachToken(tokens, widest: widest) { t, j, size in
+            prepareBlockInput(x + t * cols, count: cols, into: lanes + (t - j) * cols + 32 * j, blockStride: 32 * size,
+                              sums: sums + t, sumStride: tokens)
         }
         (sums + blocks * tokens).update(repeating: 0, count: 16)
         self.w = w
@@ -40,8 +45,8 @@ struct Q8Batch: BatchRowKernel {
 
     @inline(__always)
     func rows<G: AccumulatorGroup>(_ rows: Range<Int>, firstToken t0: Int, _: G.Type) where G.V == SIMD8<Float> {
-        let blocks = w.cols / 32, tokens = self.tokens
-        let xs = lanes + 32 * t0, sx = sums + t0
+        let blocks = w.cols / 32, tokens = self.tokens, size = G.count
+        let xs = lanes + t0 * w.cols, sx = sums + t0
         for r in rows {
             let p = w.row(r)
             @inline(__always) func pass(from first: Int) -> G {
@@ -51,7 +56,7 @@ struct Q8Batch: BatchRowKernel {
                     let o = 34 * b
                     let d = SIMD8(repeating: blockScale(p, o))
                     let m = q8BlockWeights(p + o + 2)
-                    let xb = xs + 32 * tokens * b
+                    let xb = xs + 32 * size * b
                     a.update { j, acc in
                         let (x0, x1, x2, x3) = loadLanes(xb + 32 * j, 0)
                         acc.addProduct(q8BlockSum(m, x0, x1, x2, x3), d)
@@ -83,7 +88,7 @@ struct Q8Batch: BatchRowKernel {
 struct Q4Batch: BatchRowKernel {
     typealias Accumulator = SIMD8<Float>
     let w: WeightMatrix
-    /// [blocks][tokens][32 Int16]: each row's x as 16-bit integers.
+    /// Group (t0, size) at `quants + 2 · t0 · cols` bytes, [blocks][size][32 Int16]: each row's x as 16-bit integers.
     let quants: UnsafeRawPointer
     /// [blocks][tokens] (+ 16): each block's scale s of each row.
     let scales: UnsafePointer<Float>
@@ -92,13 +97,14 @@ struct Q4Batch: BatchRowKernel {
     let tokens: Int
     let out: BatchOutput
 
-    init(w: WeightMatrix, x: UnsafePointer<Float>, tokens: Int, scratch: UnsafeMutablePointer<Float>, out: BatchOutput) {
+    init(w: WeightMatrix, x: UnsafePointer<Float>, tokens: Int, widest: Int, scratch: UnsafeMutablePointer<Float>,
+         out: BatchOutput) {
         let cols = w.cols, blocks = cols / 32
         var cursor = ScratchCursor(scratch)
         let quants = UnsafeMutableRawPointer(cursor.take(tokens * cols / 2))
         let scales = cursor.take(blocks * tokens + 16), sums = cursor.take(blocks * tokens + 16)
-        for t in 0..<tokens {
-            prepareInt16Input(x + t * cols, count: cols, quants: quants + 64 * t, blockStride: 64 * tokens,
+        forEachToken(tokens, widest: widest) { t, j, size in
+            prepareInt16Input(x + t * cols, count: cols, quants: quants + 2 * (t - j) * cols + 64 * j, blockStride: 64 * size,
                               scales: scales + t, sums: sums + t, scaleStride: tokens)
         }
         (scales + blocks * tokens).update(repeating: 0, count: 16)
@@ -115,7 +121,7 @@ struct Q4Batch: BatchRowKernel {
     func rows<G: AccumulatorGroup>(_ rows: Range<Int>, firstToken t0: Int, _: G.Type) where G.V == SIMD8<Float> {
         let minimum = w.dtype == .q4_1
         let blocks = w.cols / 32, stride = w.dtype.blockBytes, quantOffset = minimum ? 4 : 2, tokens = self.tokens
-        let xs = quants + 64 * t0, ss = scales + t0, sx = sums + t0
+        let size = G.count, xs = quants + 2 * t0 * w.cols, ss = scales + t0, sx = sums + t0
         for r in rows {
             let p = w.row(r)
             @inline(__always) func pass(from first: Int) -> G {
@@ -125,7 +131,7 @@ struct Q4Batch: BatchRowKernel {
                     let o = stride * b
                     let d = Float(p.loadUnaligned(fromByteOffset: o, as: Float16.self))
                     let nibbles = q4Nibbles(p + o + quantOffset)
-                    let xb = xs + 64 * tokens * b, sb = ss + tokens * b
+                    let xb = xs + 64 * size * b, sb = ss + tokens * b
                     a.update { j, acc in acc.addProduct(q4BlockDot(nibbles, xb + 64 * j), SIMD8(repeating: d * sb[j])) }
                     b += 2
                 }

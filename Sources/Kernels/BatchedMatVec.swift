@@ -18,7 +18,7 @@ public func batchedMatvecScratchCount(dtype: DType, cols: Int, tokens: Int) -> I
     let blocks = cols / 32
     switch dtype {
     case .f32, .f16, .bf16:
-        return 16
+        return 16 + tokens * (cols & ~15)
     case .q8_0:
         return 16 + tokens * cols + (blocks * tokens + 16)
     case .q4_0, .q4_1:
@@ -48,17 +48,20 @@ func batchedMatvec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int, _ 
     let tile = shape.tileRows(rowBytes: w.rowBytes)
     switch w.dtype {
     case .f32:
-        forEachGroup(FloatBatch<F32Elements>(w: w, x: x, out: out), tokens: tokens, rows: rows, widest: shape.floatGroup, tileRows: tile)
+        let kernel = FloatBatch<F32Elements>(w: w, x: x, tokens: tokens, widest: shape.floatGroup, scratch: scratch, out: out)
+        forEachGroup(kernel, tokens: tokens, rows: rows, widest: shape.floatGroup, tileRows: tile)
     case .f16:
-        forEachGroup(FloatBatch<F16Elements>(w: w, x: x, out: out), tokens: tokens, rows: rows, widest: shape.floatGroup, tileRows: tile)
+        let kernel = FloatBatch<F16Elements>(w: w, x: x, tokens: tokens, widest: shape.floatGroup, scratch: scratch, out: out)
+        forEachGroup(kernel, tokens: tokens, rows: rows, widest: shape.floatGroup, tileRows: tile)
     case .bf16:
-        forEachGroup(FloatBatch<BF16Elements>(w: w, x: x, out: out), tokens: tokens, rows: rows, widest: shape.floatGroup, tileRows: tile)
+        let kernel = FloatBatch<BF16Elements>(w: w, x: x, tokens: tokens, widest: shape.floatGroup, scratch: scratch, out: out)
+        forEachGroup(kernel, tokens: tokens, rows: rows, widest: shape.floatGroup, tileRows: tile)
     case .q8_0:
-        let kernel = Q8Batch(w: w, x: x, tokens: tokens, scratch: scratch, out: out)
+        let kernel = Q8Batch(w: w, x: x, tokens: tokens, widest: shape.blockGroup, scratch: scratch, out: out)
         forEachGroup(kernel, tokens: tokens, rows: rows, widest: shape.blockGroup, tileRows: tile)
     case .q4_0, .q4_1:
         #if arch(x86_64)
-        let kernel = Q4Batch(w: w, x: x, tokens: tokens, scratch: scratch, out: out)
+        let kernel = Q4Batch(w: w, x: x, tokens: tokens, widest: shape.blockGroup, scratch: scratch, out: out)
         forEachGroup(kernel, tokens: tokens, rows: rows, widest: shape.blockGroup, tileRows: tile)
         #else
         q4RowByRow(w, x, tokens: tokens, out, rows: rows, scratch: scratch)
@@ -77,11 +80,13 @@ struct BatchShape: Sendable, Equatable {
     /// Bytes of weight rows per tile: the rows every group passes over before the next tile is read.
     var tileBytes: Int
 
-    /// 32 vector registers: 8 SIMD16 or 16 SIMD8 accumulators, with room for the weights and temporaries. More
-    /// float rows per group was measured slower: 16 rows of x at 576 inputs no longer fit in L1.
-    static let avx512 = BatchShape(floatGroup: 8, blockGroup: 16, tileBytes: 128 << 10)
-    /// 16 registers (AVX2): half as many.
-    static let avx2 = BatchShape(floatGroup: 4, blockGroup: 8, tileBytes: 128 << 10)
+    /// 32 vector registers: up to 16 SIMD8 accumulators (block types) with room for the weights and temporaries.
+    /// Float groups of 4 rows (2 × 4 SIMD16 accumulators, even and odd) were measured as fast as 8 from cache and
+    /// faster with the weights coming from memory: the first group of a tile streams it at close to matvec's rate,
+    /// the later ones find it in L2.
+    static let avx512 = BatchShape(floatGroup: 4, blockGroup: 16, tileBytes: 128 << 10)
+    /// 16 registers (AVX2; a SIMD16 takes two): 2 × 2 SIMD16 or 8 SIMD8 accumulators.
+    static let avx2 = BatchShape(floatGroup: 2, blockGroup: 8, tileBytes: 128 << 10)
     static let current = CPUFeatures.current.avx512 ? avx512 : avx2
 
     func tileRows(rowBytes: Int) -> Int { max(1, tileBytes / max(1, rowBytes)) }
@@ -95,8 +100,17 @@ protocol BatchRowKernel {
     func rows<G: AccumulatorGroup>(_ rows: Range<Int>, firstToken t0: Int, _: G.Type) where G.V == Accumulator
 }
 
-/// Runs `kernel` over tiles of `rows`, and within a tile over groups of tokens: as many groups of `widest` as fit,
-/// then one each of the smaller sizes that make up the rest (13 = 8 + 4 + 1).
+/// The size of the next group of tokens when `left` remain: as many groups of `widest` as fit, then one each of the
+/// smaller sizes that make up the rest (13 = 8 + 4 + 1). The kernels lay their prepared activations out by group.
+@inline(__always)
+func groupSize(left: Int, widest: Int) -> Int {
+    if widest >= 16 && left >= 16 { return 16 }
+    if widest >= 8 && left >= 8 { return 8 }
+    if widest >= 4 && left >= 4 { return 4 }
+    return left >= 2 && widest >= 2 ? 2 : 1
+}
+
+/// Runs `kernel` over tiles of `rows`, and within a tile over the groups of tokens (`groupSize`).
 @inline(__always)
 func forEachGroup<K: BatchRowKernel>(_ kernel: K, tokens: Int, rows: Range<Int>, widest: Int, tileRows: Int) {
     var start = rows.lowerBound
@@ -104,20 +118,28 @@ func forEachGroup<K: BatchRowKernel>(_ kernel: K, tokens: Int, rows: Range<Int>,
         let tile = start..<min(rows.upperBound, start + tileRows)
         var t0 = 0
         while t0 < tokens {
-            let left = tokens - t0
-            if widest >= 16 && left >= 16 {
-                kernel.rows(tile, firstToken: t0, Group16<K.Accumulator>.self); t0 += 16
-            } else if widest >= 8 && left >= 8 {
-                kernel.rows(tile, firstToken: t0, Group8<K.Accumulator>.self); t0 += 8
-            } else if left >= 4 {
-                kernel.rows(tile, firstToken: t0, Group4<K.Accumulator>.self); t0 += 4
-            } else if left >= 2 {
-                kernel.rows(tile, firstToken: t0, Group2<K.Accumulator>.self); t0 += 2
-            } else {
-                kernel.rows(tile, firstToken: t0, Group1<K.Accumulator>.self); t0 += 1
+            let size = groupSize(left: tokens - t0, widest: widest)
+            switch size {
+            case 16: kernel.rows(tile, firstToken: t0, Group16<K.Accumulator>.self)
+            case 8: kernel.rows(tile, firstToken: t0, Group8<K.Accumulator>.self)
+            case 4: kernel.rows(tile, firstToken: t0, Group4<K.Accumulator>.self)
+            case 2: kernel.rows(tile, firstToken: t0, Group2<K.Accumulator>.self)
+            default: kernel.rows(tile, firstToken: t0, Group1<K.Accumulator>.self)
             }
+            t0 += size
         }
         start = tile.upperBound
+    }
+}
+
+/// Calls `body(t, j, size)` for every token t: its index j within its group, and the group's size.
+@inline(__always)
+func forEachToken(_ tokens: Int, widest: Int, _ body: (_ t: Int, _ j: Int, _ size: Int) -> Void) {
+    var t0 = 0
+    while t0 < tokens {
+        let size = groupSize(left: tokens - t0, widest: widest)
+        for j in 0..<size { body(t0 + j, j, size) }
+        t0 += size
     }
 }
 
@@ -137,33 +159,58 @@ struct BatchOutput {
 // MARK: - Float weights
 
 /// f32, f16 and bf16 rows: `floatRows` (MatVec.swift) for several rows of x. The chunks of 16 elements alternate
-/// between matvec's two accumulators; here the even chunks are summed in a first pass and the odd ones in a second,
-/// then the remainder element by element, as there.
+/// between matvec's two accumulators, even and odd, both kept here for every row of x of the group; the remainder
+/// (cols % 16) is added element by element, as there.
+///
+/// x is copied group by group and chunk-major within a group, [chunks][group size][16], so that a group's chunks
+/// lie together at fixed offsets from one pointer (with a pointer per row of x the address arithmetic took as many
+/// instructions as the multiply-adds), and consecutive chunks are a group's width apart: a stride of all the
+/// tokens (4 KB at 64 rows) put every chunk in the same L1 set.
 struct FloatBatch<E: FloatElements>: BatchRowKernel {
     typealias Accumulator = SIMD16<Float>
     let w: WeightMatrix
+    /// The activations as given, [tokens, cols], for the remainder.
     let x: UnsafePointer<Float>
+    /// The whole chunks of every row of x, by group: group (t0, size) at `chunks + t0 · body`.
+    let chunks: UnsafePointer<Float>
     let out: BatchOutput
+
+    init(w: WeightMatrix, x: UnsafePointer<Float>, tokens: Int, widest: Int, scratch: UnsafeMutablePointer<Float>,
+         out: BatchOutput) {
+        let n = w.cols, body = n & ~15
+        var cursor = ScratchCursor(scratch)
+        let chunks = cursor.take(tokens * body)
+        forEachToken(tokens, widest: widest) { t, j, size in
+            let group = chunks + (t - j) * body
+            for c in 0..<(body / 16) { (group + 16 * (c * size + j)).update(from: x + t * n + 16 * c, count: 16) }
+        }
+        self.w = w
+        self.x = x
+        self.chunks = UnsafePointer(chunks)
+        self.out = out
+    }
 
     @inline(__always)
     func rows<G: AccumulatorGroup>(_ rows: Range<Int>, firstToken t0: Int, _: G.Type) where G.V == SIMD16<Float> {
-        let n = w.cols, body = n & ~15
-        let xs = x + t0 * n // [G.count, n]
+        let n = w.cols, body = n & ~15, stride = 16 * G.count
         for r in rows {
             let p = w.row(r)
-            @inline(__always) func pass(from first: Int) -> G {
-                var a = G(repeating: SIMD16())
-                var i = first
-                while i < body {
-                    let v = E.load16(p, i)
-                    a.update { j, acc in acc.addProduct(v, load16(xs + j * n, i)) }
-                    i += 32
-                }
-                return a
+            var even = G(repeating: SIMD16()), odd = G(repeating: SIMD16())
+            var xc = chunks + t0 * body // chunk i / 16 of row t0 + j at xc[16 · j]
+            var i = 0
+            while i + 32 <= body {
+                let v0 = E.load16(p, i), v1 = E.load16(p, i + 16), x1 = xc + stride
+                even.update { j, acc in acc.addProduct(v0, load16(xc, 16 * j)) }
+                odd.update { j, acc in acc.addProduct(v1, load16(x1, 16 * j)) }
+                xc += 2 * stride
+                i += 32
             }
-            let even = pass(from: 0), odd = pass(from: 16)
+            if i < body {
+                let v0 = E.load16(p, i)
+                even.update { j, acc in acc.addProduct(v0, load16(xc, 16 * j)) }
+            }
             even.zip(odd) { j, a0, a1 in
-                let xj = xs + j * n
+                let xj = x + (t0 + j) * n
                 var s = horizontalSum(a0 + a1)
                 var i = body
                 while i < n { s += E.load1(p, i) * xj[i]; i += 1 }
