@@ -17,6 +17,7 @@ struct BenchCommand: Command {
        loraswitch bench --train [--config C --dtype D | --model PATH] [--seq 256] [--batch-size 1] [--steps 3]
                            [--experts 8 --top-k 2 --rank 16 --targets all --router-layer 0] [--rows ...] [--threads N]
                            [--json FILE]
+       loraswitch bench --kernels [--config C] [--dtype D] [--batches 1,2,4,8,16,32,64] [--threads N] [--json FILE]
       --config   model shape built with random weights (default smollm2-135m)
       --dtype    weight type of the random model (default f32)
       --model    measure a model file or folder instead of a random model
@@ -36,6 +37,8 @@ struct BenchCommand: Command {
                  L and up (default 0, the paper's placement)
       --train    measure training instead: rows train-lora, train-layer, train-token (AdamW steps on random
                  sequences of --seq tokens, --batch-size of them a step; --steps measured after one warm-up)
+      --kernels  measure the products of a decoding step with B rows instead: matvec per row, sgemm and the batched
+                 kernel on one layer's matrices of --config, for --dtype (default: every type) and each of --batches
     """
 
     /// The adapter rows, in order, with the strategy each runs under.
@@ -64,10 +67,13 @@ struct BenchCommand: Command {
     let routerLayer: Int
     /// `--train`: (sequence length, batch size, measured steps).
     let train: (sequence: Int, batchSize: Int, steps: Int)?
+    /// `--kernels`: the weight types and batch sizes of the kernel benchmark.
+    let kernels: (dtypes: [DType], batches: [Int])?
 
     init(_ arguments: inout Arguments) throws {
         shape = BenchmarkShape(rawValue: try arguments.choice("config", BenchmarkShape.allCases.map(\.rawValue)) ?? "smollm2-135m")!
-        dtype = DType(rawValue: try arguments.choice("dtype", DType.allCases.map(\.rawValue)) ?? "f32")!
+        let dtypeName = try arguments.choice("dtype", DType.allCases.map(\.rawValue))
+        dtype = DType(rawValue: dtypeName ?? "f32")!
         modelPath = try arguments.option("model")
         promptTokens = try arguments.integer("prompt", in: 1...1_000_000) ?? 128
         decodeTokens = try arguments.integer("tokens", in: 1...1_000_000) ?? 64
@@ -97,6 +103,15 @@ struct BenchCommand: Command {
                      try arguments.integer("steps", in: 1...10_000) ?? 3)
         } else {
             train = nil
+        }
+        if arguments.flag("kernels") {
+            let batches = try (arguments.option("batches") ?? "1,2,4,8,16,32,64").split(separator: ",").map { item in
+                guard let b = Int(item), (1...1024).contains(b) else { throw UsageError("--batches takes sizes from 1 to 1024, not '\(item)'") }
+                return b
+            }
+            kernels = (dtypeName.map { [DType(rawValue: $0)!] } ?? DType.allCases, batches)
+        } else {
+            kernels = nil
         }
         routerLayer = try arguments.integer("router-layer", in: 0...100_000) ?? 0
         switches = try arguments.integer("switches", in: 1...1_000_000)
@@ -129,6 +144,11 @@ struct BenchCommand: Command {
     func run() throws {
         let progress = Progress()
         let pool = ThreadPool(threads: threads)
+        if let kernels {
+            try KernelBenchmark(configName: shape.rawValue, configuration: shape.configuration, dtypes: kernels.dtypes,
+                                batches: kernels.batches, pool: pool, jsonPath: jsonPath).run(progress: progress)
+            return
+        }
         let (model, configName, dtypeName) = try loadModel(pool: pool, progress: progress)
         if let train {
             try TrainBenchmark(model: model, configName: configName, dtypeName: dtypeName, pool: pool, sequence: train.sequence,
