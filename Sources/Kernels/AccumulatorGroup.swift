@@ -64,17 +64,3 @@ struct Group8<V>: AccumulatorGroup {
         high.forEach { j, v in body(4 + j, v) }
     }
 }
-
-struct Group16<V>: AccumulatorGroup {
-    var low, high: Group8<V>
-    static var count: Int { 16 }
-    @inline(__always) init(repeating v: V) { low = Group8(repeating: v); high = Group8(repeating: v) }
-    @inline(__always) mutating func update(_ body: (Int, inout V) -> Void) {
-        low.update(body)
-        high.update { j, v in body(8 + j, &v) }
-    }
-    @inline(__always) func forEach(_ body: (Int, V) -> Void) {
-        low.forEach(body)
-        high.forEach { j, v in body(8 + j, v) }
-    }
-}

@@ -21,7 +21,7 @@ struct Q8Batch: BatchRowKernel {
     let w: WeightMatrix
     /// Group (t0, size) at `lanes + t0 · cols`, [blocks][size][32]: each row's x in `prepareBlockInput` order.
     let lanes: UnsafePointer<Float>
-    /// [blocks][tokens] (+ 16): Σx of each block of each row.
+    /// [blocks][tokens] (+ 8): Σx of each block of each row.
     let sums: UnsafePointer<Float>
     let tokens: Int
     let out: BatchOutput
@@ -30,12 +30,12 @@ struct Q8Batch: BatchRowKernel {
          out: BatchOutput) {
         let cols = w.cols, blocks = cols / 32
         var cursor = ScratchCursor(scratch)
-        let lanes = cursor.take(tokens * cols), sums = cursor.take(blocks * tokens + 16)
+        let lanes = cursor.take(tokens * cols), sums = cursor.take(blocks * tokens + 8)
         forEachToken(tokens, widest: widest) { t, j, size in
             prepareBlockInput(x + t * cols, count: cols, into: lanes + (t - j) * cols + 32 * j, blockStride: 32 * size,
                               sums: sums + t, sumStride: tokens)
         }
-        (sums + blocks * tokens).update(repeating: 0, count: 16)
+        (sums + blocks * tokens).update(repeating: 0, count: 8)
         self.w = w
         self.lanes = UnsafePointer(lanes)
         self.sums = UnsafePointer(sums)
@@ -66,11 +66,11 @@ struct Q8Batch: BatchRowKernel {
                 return a
             }
             let even = pass(from: 0), odd = pass(from: 1)
-            // c for up to 16 rows of x at once (lanes past the group are never read).
-            @inline(__always) func term(_ b: Int) -> SIMD16<Float> {
-                SIMD16(repeating: blockScale(p, 34 * b)) * UnsafeRawPointer(sx + tokens * b).loadUnaligned(as: SIMD16<Float>.self)
+            // c for up to 8 rows of x at once (lanes past the group are never read).
+            @inline(__always) func term(_ b: Int) -> SIMD8<Float> {
+                SIMD8(repeating: blockScale(p, 34 * b)) * UnsafeRawPointer(sx + tokens * b).loadUnaligned(as: SIMD8<Float>.self)
             }
-            var c = SIMD16<Float>()
+            var c = SIMD8<Float>()
             var b = 0
             while b + 2 <= blocks { c += term(b) + term(b + 1); b += 2 }
             if b < blocks { c += term(b) }
@@ -90,9 +90,9 @@ struct Q4Batch: BatchRowKernel {
     let w: WeightMatrix
     /// Group (t0, size) at `quants + 2 · t0 · cols` bytes, [blocks][size][32 Int16]: each row's x as 16-bit integers.
     let quants: UnsafeRawPointer
-    /// [blocks][tokens] (+ 16): each block's scale s of each row.
+    /// [blocks][tokens] (+ 8): each block's scale s of each row.
     let scales: UnsafePointer<Float>
-    /// [blocks][tokens] (+ 16): each block's Σq·s of each row.
+    /// [blocks][tokens] (+ 8): each block's Σq·s of each row.
     let sums: UnsafePointer<Float>
     let tokens: Int
     let out: BatchOutput
@@ -102,13 +102,13 @@ struct Q4Batch: BatchRowKernel {
         let cols = w.cols, blocks = cols / 32
         var cursor = ScratchCursor(scratch)
         let quants = UnsafeMutableRawPointer(cursor.take(tokens * cols / 2))
-        let scales = cursor.take(blocks * tokens + 16), sums = cursor.take(blocks * tokens + 16)
+        let scales = cursor.take(blocks * tokens + 8), sums = cursor.take(blocks * tokens + 8)
         forEachToken(tokens, widest: widest) { t, j, size in
             prepareInt16Input(x + t * cols, count: cols, quants: quants + 2 * (t - j) * cols + 64 * j, blockStride: 64 * size,
                               scales: scales + t, sums: sums + t, scaleStride: tokens)
         }
-        (scales + blocks * tokens).update(repeating: 0, count: 16)
-        (sums + blocks * tokens).update(repeating: 0, count: 16)
+        (scales + blocks * tokens).update(repeating: 0, count: 8)
+        (sums + blocks * tokens).update(repeating: 0, count: 8)
         self.w = w
         self.quants = UnsafeRawPointer(quants)
         self.scales = UnsafePointer(scales)
@@ -139,13 +139,13 @@ struct Q4Batch: BatchRowKernel {
             }
             let even = pass(from: 0), odd = pass(from: 1)
             // Q4_0: d·(q − 8)·x summed = d·s·Σq·xq − 8·d·(s·Σxq); Q4_1: d·s·Σq·xq + m·(s·Σxq).
-            @inline(__always) func term(_ b: Int) -> SIMD16<Float> {
+            @inline(__always) func term(_ b: Int) -> SIMD8<Float> {
                 let o = stride * b
                 let offset = minimum ? Float(p.loadUnaligned(fromByteOffset: o + 2, as: Float16.self))
                     : -8 * Float(p.loadUnaligned(fromByteOffset: o, as: Float16.self))
-                return SIMD16(repeating: offset) * UnsafeRawPointer(sx + tokens * b).loadUnaligned(as: SIMD16<Float>.self)
+                return SIMD8(repeating: offset) * UnsafeRawPointer(sx + tokens * b).loadUnaligned(as: SIMD8<Float>.self)
             }
-            var c = SIMD16<Float>()
+            var c = SIMD8<Float>()
             var b = 0
             while b + 2 <= blocks { c += term(b) + term(b + 1); b += 2 }
             if b < blocks { c += term(b) }

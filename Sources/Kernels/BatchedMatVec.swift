@@ -1,7 +1,7 @@
 // Matrix-vector products for a few rows of activations at once: Y[t, r] = X[t, :] · W[r, :] for t in 0..<tokens
 // (2 to ~64: one decoded token of each of several sequences) and r in a range of rows.
 //
-// Each weight row (or block) is read once for all the activation rows: a group of them (up to 8 or 16) keeps its
+// Each weight row (or block) is read once for all the activation rows: a group of them (up to 4 or 8) keeps its
 // accumulators in registers while the row streams past, and the next group finds the row in cache (rows are taken a
 // tile at a time, so that a tile stays in L2 while every group passes over it). At one row of x decoding is bound by
 // reading the weights; with several it becomes bound by arithmetic (see the README's benchmark table).
@@ -20,10 +20,10 @@ public func batchedMatvecScratchCount(dtype: DType, cols: Int, tokens: Int) -> I
     case .f32, .f16, .bf16:
         return 16 + tokens * (cols & ~15)
     case .q8_0:
-        return 16 + tokens * cols + (blocks * tokens + 16)
+        return 16 + tokens * cols + (blocks * tokens + 8)
     case .q4_0, .q4_1:
         #if arch(x86_64)
-        return 16 + tokens * cols / 2 + 2 * (blocks * tokens + 16)
+        return 16 + tokens * cols / 2 + 2 * (blocks * tokens + 8)
         #else
         return matvecScratchCount(cols: cols)
         #endif
@@ -80,11 +80,11 @@ struct BatchShape: Sendable, Equatable {
     /// Bytes of weight rows per tile: the rows every group passes over before the next tile is read.
     var tileBytes: Int
 
-    /// 32 vector registers: up to 16 SIMD8 accumulators (block types) with room for the weights and temporaries.
-    /// Float groups of 4 rows (2 × 4 SIMD16 accumulators, even and odd) were measured as fast as 8 from cache and
-    /// faster with the weights coming from memory: the first group of a tile streams it at close to matvec's rate,
-    /// the later ones find it in L2.
-    static let avx512 = BatchShape(floatGroup: 4, blockGroup: 16, tileBytes: 128 << 10)
+    /// With 32 vector registers (AVX-512): float groups of 4 rows, 2 × 4 SIMD16 accumulators (even and odd), and
+    /// block groups of 8 rows. Measured with the weights coming from memory (`bench --kernels`): 8 float rows were
+    /// as fast as 4 from cache and slower from memory (the first group of a tile streams it at close to matvec's
+    /// rate, the later ones find it in L2); 16 block rows were no faster than 8 for Q4 and 20% slower for Q8_0.
+    static let avx512 = BatchShape(floatGroup: 4, blockGroup: 8, tileBytes: 128 << 10)
     /// 16 registers (AVX2; a SIMD16 takes two): 2 × 2 SIMD16 or 8 SIMD8 accumulators.
     static let avx2 = BatchShape(floatGroup: 2, blockGroup: 8, tileBytes: 128 << 10)
     static let current = CPUFeatures.current.avx512 ? avx512 : avx2
@@ -104,7 +104,6 @@ protocol BatchRowKernel {
 /// smaller sizes that make up the rest (13 = 8 + 4 + 1). The kernels lay their prepared activations out by group.
 @inline(__always)
 func groupSize(left: Int, widest: Int) -> Int {
-    if widest >= 16 && left >= 16 { return 16 }
     if widest >= 8 && left >= 8 { return 8 }
     if widest >= 4 && left >= 4 { return 4 }
     return left >= 2 && widest >= 2 ? 2 : 1
@@ -120,7 +119,6 @@ func forEachGroup<K: BatchRowKernel>(_ kernel: K, tokens: Int, rows: Range<Int>,
         while t0 < tokens {
             let size = groupSize(left: tokens - t0, widest: widest)
             switch size {
-            case 16: kernel.rows(tile, firstToken: t0, Group16<K.Accumulator>.self)
             case 8: kernel.rows(tile, firstToken: t0, Group8<K.Accumulator>.self)
             case 4: kernel.rows(tile, firstToken: t0, Group4<K.Accumulator>.self)
             case 2: kernel.rows(tile, firstToken: t0, Group2<K.Accumulator>.self)

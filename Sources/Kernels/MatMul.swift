@@ -8,7 +8,8 @@ import CBLAS
 
 /// The most rows of X that `matmul` hands to `batchedMatvec` for `dtype`; more go to sgemm. Measured with
 /// `loraswitch bench --kernels` on smollm2-135m's layer shapes with the weights coming from memory (README): up to
-/// these counts the batched kernel was as fast as the sgemm path or faster.
+/// these counts the batched kernel was as fast as the sgemm path or faster, two runs (f32 1.02–1.03x at 24 rows,
+/// 0.95–0.97x at 32; f16 and bf16 1.00–1.04x at 48, 0.95–1.02x at 64; Q8_0 1.16–1.21x at 4, 0.89x at 6).
 ///
 /// 0 for Q4_0 and Q4_1: their batched kernel gives what `matvec` gives, x quantized to 16-bit integers per block
 /// (IntegerDot.swift), which prefill and training do not want — they keep sgemm on dequantized tiles, exact in
@@ -16,9 +17,11 @@ import CBLAS
 /// itself to get, for every row, what that row's sequence gets alone.
 public func matmulBatchedLimit(_ dtype: DType) -> Int {
     switch dtype {
-    case .f32: return 64
-    case .f16, .bf16: return 64
-    case .q8_0: return 64
+    case .f32: return 24
+    case .f16, .bf16: return 48
+    // Q8_0's matvec numerics take five float operations per 32 products where sgemm takes four with its operands
+    // in registers; from 6 rows on sgemm was faster.
+    case .q8_0: return 4
     case .q4_0, .q4_1: return 0
     }
 }
