@@ -9,11 +9,12 @@
 // Exactness: every Y[t, r] is bitwise what `matvec` gives for X[t, :] alone. The activations are prepared per row
 // exactly as `matvec` prepares them (the 16-bit quantization of the 4-bit path, the block sums of Q8_0), each row
 // keeps matvec's two accumulators (even and odd chunks or blocks) with the same operations in the same order, and
-// the block arithmetic is the functions matvec calls. Even and odd chunks are summed in two passes over the row
-// (the second from L1), so that a group needs one accumulator per activation row, not two.
+// the block arithmetic is the functions matvec calls. The block types sum even and odd blocks in two passes over
+// the row (the second from L1), so that a group needs one accumulator per activation row, not two; the float types
+// keep both in one pass (a first pass over every other 64-byte chunk of an f32 row streamed badly from memory).
 
 /// Floats of scratch `batchedMatvec` needs for `tokens` rows of activations of `cols` inputs against a `dtype`
-/// matrix: the prepared activations of the quantized types (the float types need none).
+/// matrix: the activations laid out for the kernels (the block types' prepared as matvec prepares them).
 public func batchedMatvecScratchCount(dtype: DType, cols: Int, tokens: Int) -> Int {
     let blocks = cols / 32
     switch dtype {
