@@ -17,8 +17,17 @@ func int16InputScratchCount(_ count: Int) -> Int { count / 2 + 2 * (count / 32) 
 /// the scales s_b (x ≈ s_b·q) and then Σq·s_b.
 @inline(__always)
 func prepareInt16Input(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
+    let scales = out + count / 2
+    prepareInt16Input(x, count: count, quants: UnsafeMutableRawPointer(out), blockStride: 64, scales: scales,
+                      sums: scales + count / 32, scaleStride: 1)
+}
+
+/// `prepareInt16Input` with block b's 32 integers at `quants + b · blockStride` bytes and its scale and Σq·s at
+/// `scales[b · scaleStride]` and `sums[b · scaleStride]`: the batched kernels interleave the blocks of several rows.
+@inline(__always)
+func prepareInt16Input(_ x: UnsafePointer<Float>, count: Int, quants: UnsafeMutableRawPointer, blockStride: Int,
+                       scales: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>, scaleStride: Int) {
     let blocks = count / 32
-    let quants = UnsafeMutableRawPointer(out), scales = out + count / 2, sums = scales + blocks
     let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7), ones = _mm256_set1_epi16(1)
     for b in 0..<blocks {
         let src = UnsafeRawPointer(x + 32 * b)
@@ -34,13 +43,13 @@ func prepareInt16Input(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMu
         let i2 = _mm256_cvtps_epi32(v2 * s), i3 = _mm256_cvtps_epi32(v3 * s)
         let lo = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(i0, i1), order)
         let hi = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(i2, i3), order)
-        quants.storeBytes(of: lo, toByteOffset: 64 * b, as: __m256i.self)
-        quants.storeBytes(of: hi, toByteOffset: 64 * b + 32, as: __m256i.self)
+        quants.storeBytes(of: lo, toByteOffset: blockStride * b, as: __m256i.self)
+        quants.storeBytes(of: hi, toByteOffset: blockStride * b + 32, as: __m256i.self)
         // Σq through the same multiply-add against ones.
         let total = horizontalSum(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones))))
         let scale = largest / 32767
-        scales[b] = scale
-        sums[b] = total * scale
+        scales[scaleStride * b] = scale
+        sums[scaleStride * b] = total * scale
     }
 }
 
@@ -49,7 +58,6 @@ func q4RowsInt16(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutab
     let minimum = w.dtype == .q4_1
     let blocks = w.cols / 32, stride = w.dtype.blockBytes, quantOffset = minimum ? 4 : 2
     let xq = UnsafeRawPointer(xp), scales = xp + w.cols / 2, sums = scales + blocks
-    let mask = _mm256_set1_epi16(0x0F)
     for r in rows {
         let p = w.row(r)
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
@@ -57,11 +65,7 @@ func q4RowsInt16(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutab
         @inline(__always) func block(_ b: Int, into a: inout SIMD8<Float>) -> Float {
             let o = stride * b
             let d = Float(p.loadUnaligned(fromByteOffset: o, as: Float16.self))
-            let bytes = _mm256_cvtepu8_epi16(p.loadUnaligned(fromByteOffset: o + quantOffset, as: __m128i.self))
-            let low = _mm256_and_si256(bytes, mask), high = _mm256_srli_epi16(bytes, 4)
-            let x0 = xq.loadUnaligned(fromByteOffset: 64 * b, as: __m256i.self)
-            let x1 = xq.loadUnaligned(fromByteOffset: 64 * b + 32, as: __m256i.self)
-            let dot = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(low, x0), _mm256_madd_epi16(high, x1)))
+            let dot = q4BlockDot(q4Nibbles(p + o + quantOffset), xq + 64 * b)
             // Q4_0: d·(q − 8)·x summed = d·s·Σq·xq − 8·d·(s·Σxq); Q4_1: d·s·Σq·xq + m·(s·Σxq).
             let offset = minimum ? Float(p.loadUnaligned(fromByteOffset: o + 2, as: Float16.self)) : -8 * d
             a.addProduct(dot, SIMD8(repeating: d * scales[b]))
@@ -75,6 +79,22 @@ func q4RowsInt16(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutab
         if b < blocks { c += block(b, into: &a0) }
         y[r] = horizontalSum(a0 + a1) + c
     }
+}
+
+/// One Q4 block's 16 quant bytes as 16-bit words: low nibbles (elements 0..<16) and high nibbles (16..<32).
+@inline(__always)
+func q4Nibbles(_ quants: UnsafeRawPointer) -> (low: __m256i, high: __m256i) {
+    let bytes = _mm256_cvtepu8_epi16(quants.loadUnaligned(as: __m128i.self))
+    return (_mm256_and_si256(bytes, _mm256_set1_epi16(0x0F)), _mm256_srli_epi16(bytes, 4))
+}
+
+/// Σ q·xq over one block, as 8 exact sums of four products (lane i: elements 2i, 2i + 1, 2i + 16, 2i + 17),
+/// converted to float; `xq` is the block's 32 integers from `prepareInt16Input`. Shared by `matvec` and the batched
+/// kernels, so that both round alike.
+@inline(__always)
+func q4BlockDot(_ nibbles: (low: __m256i, high: __m256i), _ xq: UnsafeRawPointer) -> SIMD8<Float> {
+    let x0 = xq.loadUnaligned(as: __m256i.self), x1 = xq.loadUnaligned(fromByteOffset: 32, as: __m256i.self)
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(nibbles.low, x0), _mm256_madd_epi16(nibbles.high, x1)))
 }
 
 @inline(__always) private func magnitude(_ v: SIMD8<Float>) -> SIMD8<Float> { _mm256_max_ps(v, -v) }

@@ -109,10 +109,17 @@ private func floatRows<E: FloatElements>(
 /// and 16 + 2i, 17 + 2i.
 @inline(__always)
 func prepareBlockInput(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
+    prepareBlockInput(x, count: count, into: out, blockStride: 32, sums: out + count, sumStride: 1)
+}
+
+/// `prepareBlockInput` with block b's lanes at `out + b · blockStride` and its Σx at `sums[b · sumStride]`: the
+/// batched kernels interleave the blocks of several rows of x.
+@inline(__always)
+func prepareBlockInput(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>, blockStride: Int,
+                       sums: UnsafeMutablePointer<Float>, sumStride: Int) {
     let blocks = count / 32
-    let sums = out + count
     for b in 0..<blocks {
-        let src = x + 32 * b, dst = out + 32 * b
+        let src = x + 32 * b, dst = out + blockStride * b
         var s: Float = 0
         for i in 0..<8 {
             dst[i] = src[2 * i]
@@ -121,12 +128,12 @@ func prepareBlockInput(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMu
             dst[24 + i] = src[2 * i + 17]
         }
         for j in 0..<32 { s += src[j] }
-        sums[b] = s
+        sums[sumStride * b] = s
     }
 }
 
 @inline(__always)
-private func scale(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
+func blockScale(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
     Float(p.loadUnaligned(fromByteOffset: offset, as: Float16.self))
 }
 
@@ -135,19 +142,35 @@ private func scale(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
 @inline(__always)
 private func mantissa(_ bits: SIMD8<UInt32>) -> SIMD8<Float> { unsafeBitCast(bits, to: SIMD8<Float>.self) }
 
-/// Σ over one Q8_0 block of (1 + (q + 128)/256)·x, lanes in `prepareBlockInput` order.
+/// One Q8_0 block's 1 + (q + 128)/256, lanes in `prepareBlockInput` order (four vectors: elements 2i, 2i + 16,
+/// 2i + 1, 2i + 17).
 @inline(__always)
-private func q8BlockSum(_ quants: UnsafeRawPointer, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>,
-                        _ x3: SIMD8<Float>) -> SIMD8<Float> {
+func q8BlockWeights(_ quants: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
     // Lane i holds bytes 2i and 2i + 1 (zero-extended 16-bit words); flipping a byte's top bit (0x0040_0000 once
     // shifted) turns the signed q into q + 128.
     let w0 = zeroExtend(quants.loadUnaligned(as: SIMD8<UInt16>.self))
     let w1 = zeroExtend(quants.loadUnaligned(fromByteOffset: 16, as: SIMD8<UInt16>.self))
-    var s = mantissa(((w0 &<< 15) & 0x007F_8000) ^ 0x3FC0_0000) * x0
-    s.addProduct(mantissa(((w1 &<< 15) & 0x007F_8000) ^ 0x3FC0_0000), x1)
-    s.addProduct(mantissa(((w0 &<< 7) & 0x007F_8000) ^ 0x3FC0_0000), x2)
-    s.addProduct(mantissa(((w1 &<< 7) & 0x007F_8000) ^ 0x3FC0_0000), x3)
+    return (mantissa(((w0 &<< 15) & 0x007F_8000) ^ 0x3FC0_0000), mantissa(((w1 &<< 15) & 0x007F_8000) ^ 0x3FC0_0000),
+            mantissa(((w0 &<< 7) & 0x007F_8000) ^ 0x3FC0_0000), mantissa(((w1 &<< 7) & 0x007F_8000) ^ 0x3FC0_0000))
+}
+
+/// Σ over one Q8_0 block of (1 + (q + 128)/256)·x, from `q8BlockWeights` and x's lanes in the same order. The
+/// batched kernels share this with `matvec`, so that both round alike.
+@inline(__always)
+func q8BlockSum(_ m: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>), _ x0: SIMD8<Float>, _ x1: SIMD8<Float>,
+                _ x2: SIMD8<Float>, _ x3: SIMD8<Float>) -> SIMD8<Float> {
+    var s = m.0 * x0
+    s.addProduct(m.1, x1)
+    s.addProduct(m.2, x2)
+    s.addProduct(m.3, x3)
     return s
+}
+
+/// Σ over one Q8_0 block of (1 + (q + 128)/256)·x, lanes in `prepareBlockInput` order.
+@inline(__always)
+private func q8BlockSum(_ quants: UnsafeRawPointer, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>,
+                        _ x3: SIMD8<Float>) -> SIMD8<Float> {
+    q8BlockSum(q8BlockWeights(quants), x0, x1, x2, x3)
 }
 
 /// Σ over one Q4 block of (1 + q/16)·x, lanes in `prepareBlockInput` order.
@@ -164,7 +187,7 @@ private func q4BlockSum(_ quants: UnsafeRawPointer, _ x0: SIMD8<Float>, _ x1: SI
 }
 
 @inline(__always)
-private func loadLanes(_ xp: UnsafePointer<Float>, _ b: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+func loadLanes(_ xp: UnsafePointer<Float>, _ b: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
     let raw = UnsafeRawPointer(xp + 32 * b)
     return (raw.loadUnaligned(as: SIMD8<Float>.self), raw.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self),
             raw.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self), raw.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self))
@@ -181,7 +204,7 @@ private func q8Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMu
         var b = 0
         while b + 2 <= blocks {
             let o = 34 * b
-            let d0 = scale(p, o), d1 = scale(p, o + 34)
+            let d0 = blockScale(p, o), d1 = blockScale(p, o + 34)
             let (x0, x1, x2, x3) = loadLanes(xp, b)
             a0.addProduct(q8BlockSum(p + o + 2, x0, x1, x2, x3), SIMD8(repeating: d0))
             let (x4, x5, x6, x7) = loadLanes(xp, b + 1)
@@ -190,7 +213,7 @@ private func q8Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMu
             b += 2
         }
         if b < blocks {
-            let o = 34 * b, d = scale(p, o)
+            let o = 34 * b, d = blockScale(p, o)
             let (x0, x1, x2, x3) = loadLanes(xp, b)
             a0.addProduct(q8BlockSum(p + o + 2, x0, x1, x2, x3), SIMD8(repeating: d))
             c += d * sums[b]
@@ -203,7 +226,7 @@ private func q8Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMu
 /// where m = −8·d for Q4_0 and the stored minimum for Q4_1. `xp` is x laid out by `prepareBlockInput`.
 private func q4Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
     if w.dtype == .q4_1 {
-        q4Rows(w, xp, y, rows, quants: 4) { p, d in scale(p, 2) - 16 * d }
+        q4Rows(w, xp, y, rows, quants: 4) { p, d in blockScale(p, 2) - 16 * d }
     } else {
         q4Rows(w, xp, y, rows, quants: 2) { _, d in -24 * d }
     }
@@ -220,7 +243,7 @@ private func q4Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMu
         var b = 0
         while b + 2 <= blocks {
             let o = stride * b
-            let d0 = scale(p, o), d1 = scale(p, o + stride)
+            let d0 = blockScale(p, o), d1 = blockScale(p, o + stride)
             let (x0, x1, x2, x3) = loadLanes(xp, b)
             a0.addProduct(q4BlockSum(p + o + quants, x0, x1, x2, x3), SIMD8(repeating: d0))
             let (x4, x5, x6, x7) = loadLanes(xp, b + 1)
@@ -229,7 +252,7 @@ private func q4Rows(_ w: WeightMatrix, _ xp: UnsafePointer<Float>, _ y: UnsafeMu
             b += 2
         }
         if b < blocks {
-            let o = stride * b, d = scale(p, o)
+            let o = stride * b, d = blockScale(p, o)
             let (x0, x1, x2, x3) = loadLanes(xp, b)
             a0.addProduct(q4BlockSum(p + o + quants, x0, x1, x2, x3), SIMD8(repeating: d))
             c += offsetTerm(p + o, d) * sums[b]

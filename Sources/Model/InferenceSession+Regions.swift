@@ -20,6 +20,9 @@ extension InferenceSession {
         unowned(unsafe) var adapters: ForwardAdapters?
         /// Groups of rows in `groups`.
         var groupCount = 0
+        /// Every row is the one token of its sequence in this pass (batched decoding): the products give each row
+        /// what `matvec` gives it alone (`batchedMatvec`), whatever the weight type.
+        var decodingRows = false
     }
 
     /// A run of a pass's rows that share adapters (nil: the bare model). The session's adapters, or a `step`'s
@@ -141,6 +144,8 @@ extension InferenceSession {
             let adapted = adapters?.adapts(layer: pass.layer, projection: tensor) == true
             let terms = adapted ? adapters!.decodingTerms(layer: pass.layer, projection: tensor, thread: thread) : .init(start: nil, count: 0)
             matvec(linear.weight, x, y, rows: rows, scratch: tiles[thread].pointer, adding: terms)
+        } else if pass.decodingRows {
+            batchedMatvec(linear.weight, x, tokens: t, y, ldy: out, rows: rows, scratch: tiles[thread].pointer)
         } else {
             matmul(linear.weight, x, tokens: t, y, ldy: out, rows: rows, scratch: tiles[thread].pointer)
         }
@@ -234,6 +239,11 @@ extension InferenceSession {
 
     /// The head for the normalized rows in xn (`pass.headRows` of them), by rows of V.
     func head(thread: Int) {
+        if pass.decodingRows {
+            batchedMatvec(model.weights.lmHead, xn.pointer, tokens: pass.headRows, pass.logits!, ldy: c.vocabSize,
+                          rows: rows(c.vocabSize, thread), scratch: tiles[thread].pointer)
+            return
+        }
         matmul(model.weights.lmHead, xn.pointer, tokens: pass.headRows, pass.logits!, ldy: c.vocabSize,
                rows: rows(c.vocabSize, thread), scratch: tiles[thread].pointer)
     }

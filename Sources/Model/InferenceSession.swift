@@ -99,7 +99,10 @@ public final class InferenceSession {
         segments = pool.threadCount
         partials = FloatBuffer(count: c.numKeyValueHeads * pool.threadCount * c.groupSize * (c.headDim + 2))
         let widest = max(c.hiddenSize, c.intermediateSize, c.queryDimension)
-        tiles = (0..<pool.threadCount).map { _ in FloatBuffer(count: matmulScratchCount(cols: widest), zeroed: false) }
+        // matmul's scratch, or a pass of batched decoding rows' prepared activations for the model's weight types.
+        let types = Set(model.weights.layers.flatMap { l in LayerTensor.projections.map { l.projection($0)!.weight.dtype } } + [model.weights.lmHead.dtype])
+        let batched = types.map { batchedMatvecScratchCount(dtype: $0, cols: widest, tokens: t) }.max() ?? 0
+        tiles = (0..<pool.threadCount).map { _ in FloatBuffer(count: max(matmulScratchCount(cols: widest), batched), zeroed: false) }
         rowCaches = .allocate(capacity: t)
         rowCaches.initialize(repeating: sequence.cache.view, count: t)
         rowPositions = .allocate(capacity: t)
@@ -244,6 +247,7 @@ public final class InferenceSession {
         }
         pass.groupCount = groupCount
         pass.headRows = headRows
+        pass.decodingRows = t > 1 && (1..<t).allSatisfy { rows[$0].sequence !== rows[$0 - 1].sequence }
         run(rows.lazy.map(\.token), logits: logits)
     }
 
@@ -269,6 +273,7 @@ public final class InferenceSession {
         }
         groups[0] = AdapterGroup(adapters: fusedAdapters, rows: 0..<t)
         pass.groupCount = 1
+        pass.decodingRows = false
         let first = allPositions ? 0 : t - 1
         for i in first..<t { headRowIndices[i - first] = i }
         pass.headRows = t - first

@@ -20,6 +20,7 @@ struct BenchCommand: Command {
        loraswitch bench --batch B[,B...] [--config C --dtype D | --model PATH] [--prompt 16] [--tokens 24]
                            [--experts 8 --top-k 2 --rank 16 --targets all --router-layer 0] [--rows ...] [--threads N]
                            [--json FILE]
+       loraswitch bench --kernels [--config C] [--dtype D] [--batches 1,2,4,8,16,32,64] [--threads N] [--json FILE]
       --config   model shape built with random weights (default smollm2-135m)
       --dtype    weight type of the random model (default f32)
       --model    measure a model file or folder instead of a random model
@@ -44,6 +45,8 @@ struct BenchCommand: Command {
                  distinct experts once, every sequence's KV cache) and GB/s; defaults --prompt 16 --tokens 24
       --train    measure training instead: rows train-lora, train-layer, train-token (AdamW steps on random
                  sequences of --seq tokens, --batch-size of them a step; --steps measured after one warm-up)
+      --kernels  measure the products of a decoding step with B rows instead: matvec per row, sgemm and the batched
+                 kernel on one layer's matrices of --config, for --dtype (default: every type) and each of --batches
     """
 
     /// The adapter rows, in order, with the strategy each runs under.
@@ -74,10 +77,13 @@ struct BenchCommand: Command {
     let train: (sequence: Int, batchSize: Int, steps: Int)?
     /// `--batch`: the batch sizes.
     let batchSizes: [Int]?
+    /// `--kernels`: the weight types and batch sizes of the kernel benchmark.
+    let kernels: (dtypes: [DType], batches: [Int])?
 
     init(_ arguments: inout Arguments) throws {
         shape = BenchmarkShape(rawValue: try arguments.choice("config", BenchmarkShape.allCases.map(\.rawValue)) ?? "smollm2-135m")!
-        dtype = DType(rawValue: try arguments.choice("dtype", DType.allCases.map(\.rawValue)) ?? "f32")!
+        let dtypeName = try arguments.choice("dtype", DType.allCases.map(\.rawValue))
+        dtype = DType(rawValue: dtypeName ?? "f32")!
         modelPath = try arguments.option("model")
         batchSizes = try arguments.option("batch").map { list in
             try list.split(separator: ",", omittingEmptySubsequences: false).map { item in
@@ -118,6 +124,15 @@ struct BenchCommand: Command {
         } else {
             train = nil
         }
+        if arguments.flag("kernels") {
+            let batches = try (arguments.option("batches") ?? "1,2,4,8,16,32,64").split(separator: ",").map { item in
+                guard let b = Int(item), (1...1024).contains(b) else { throw UsageError("--batches takes sizes from 1 to 1024, not '\(item)'") }
+                return b
+            }
+            kernels = (dtypeName.map { [DType(rawValue: $0)!] } ?? DType.allCases, batches)
+        } else {
+            kernels = nil
+        }
         routerLayer = try arguments.integer("router-layer", in: 0...100_000) ?? 0
         switches = try arguments.integer("switches", in: 1...1_000_000)
         if switches != nil && experts == nil { throw UsageError("--switches goes with --experts") }
@@ -149,6 +164,11 @@ struct BenchCommand: Command {
     func run() throws {
         let progress = Progress()
         let pool = ThreadPool(threads: threads)
+        if let kernels {
+            try KernelBenchmark(configName: shape.rawValue, configuration: shape.configuration, dtypes: kernels.dtypes,
+                                batches: kernels.batches, pool: pool, jsonPath: jsonPath).run(progress: progress)
+            return
+        }
         let (model, configName, dtypeName) = try loadModel(pool: pool, progress: progress)
         if let train {
             try TrainBenchmark(model: model, configName: configName, dtypeName: dtypeName, pool: pool, sequence: train.sequence,

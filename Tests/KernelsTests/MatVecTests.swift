@@ -99,13 +99,19 @@ struct MatVecTests {
 
 @Suite("matmul")
 struct MatMulTests {
-    private func check(dtype: DType, tokens: Int, rows: Int, cols: Int, range: Range<Int>, ldy: Int, seed: UInt64) {
+    /// `matmul` (or with `blas`, its sgemm path whatever the token count) against the naive product.
+    private func check(dtype: DType, tokens: Int, rows: Int, cols: Int, range: Range<Int>, ldy: Int, seed: UInt64,
+                       blas: Bool = false) {
         let m = OwnedMatrix(rows: rows, cols: cols, dtype: dtype, seed: seed, misaligned: dtype != .f32)
         let xValues = randomFloats(tokens * cols, seed: seed + 1)
         let x = GuardedFloats(xValues)
         let y = GuardedFloats(count: tokens * ldy)
         let scratch = GuardedFloats(count: matmulScratchCount(cols: cols), fill: .nan)
-        matmul(m.matrix, x.pointer, tokens: tokens, y.pointer, ldy: ldy, rows: range, scratch: scratch.pointer)
+        if blas {
+            matmulBLAS(m.matrix, x.pointer, tokens: tokens, y.pointer, ldy: ldy, rows: range, scratch: scratch.pointer)
+        } else {
+            matmul(m.matrix, x.pointer, tokens: tokens, y.pointer, ldy: ldy, rows: range, scratch: scratch.pointer)
+        }
         #expect(y.guardsIntact && scratch.guardsIntact, "matmul wrote outside its buffers")
         #expect(x.array == xValues)
         let tolerance = dotTolerance(dtype)
@@ -129,52 +135,61 @@ struct MatMulTests {
         }
     }
 
-    @Test(arguments: DType.allCases, [1, 2, 5])
-    func againstNaive(dtype: DType, tokens: Int) {
-        check(dtype: dtype, tokens: tokens, rows: 33, cols: 64, range: 0..<33, ldy: 33, seed: 1)
-        check(dtype: dtype, tokens: tokens, rows: 33, cols: 576, range: 5..<21, ldy: 40, seed: 2)
-        check(dtype: dtype, tokens: tokens, rows: 7, cols: 2080, range: 1..<7, ldy: 9, seed: 3)
-        check(dtype: dtype, tokens: tokens, rows: 3, cols: 32, range: 2..<3, ldy: 3, seed: 4)
-        check(dtype: dtype, tokens: tokens, rows: 5, cols: 32, range: 3..<3, ldy: 5, seed: 5)
+    /// Token counts through matvec (1), the batched kernel (2, 5) and sgemm (past the batched limit), and the sgemm
+    /// path forced for few tokens.
+    @Test(arguments: DType.allCases, [1, 2, 5, 65, -2])
+    func againstNaive(dtype: DType, tokens requested: Int) {
+        let blas = requested < 0, tokens = requested == 65 ? matmulBatchedLimit(dtype) + 1 : abs(requested)
+        check(dtype: dtype, tokens: tokens, rows: 33, cols: 64, range: 0..<33, ldy: 33, seed: 1, blas: blas)
+        check(dtype: dtype, tokens: tokens, rows: 33, cols: 576, range: 5..<21, ldy: 40, seed: 2, blas: blas)
+        check(dtype: dtype, tokens: tokens, rows: 7, cols: 2080, range: 1..<7, ldy: 9, seed: 3, blas: blas)
+        check(dtype: dtype, tokens: tokens, rows: 3, cols: 32, range: 2..<3, ldy: 3, seed: 4, blas: blas)
+        check(dtype: dtype, tokens: tokens, rows: 5, cols: 32, range: 3..<3, ldy: 5, seed: 5, blas: blas)
         if !dtype.isQuantized {
-            check(dtype: dtype, tokens: tokens, rows: 9, cols: 100, range: 2..<9, ldy: 11, seed: 6)
+            check(dtype: dtype, tokens: tokens, rows: 9, cols: 100, range: 2..<9, ldy: 11, seed: 6, blas: blas)
         }
     }
 
-    /// More rows than one dequantized tile holds: the tiles must cover the range exactly once.
+    /// More rows than one dequantized tile holds: the sgemm path's tiles must cover the range exactly once.
     @Test(arguments: DType.allCases)
     func severalTiles(dtype: DType) {
         let cols = 2080
-        let perTile = max(16, (matmulScratchCount(cols: cols) / cols) & ~15)
-        let rows = 2 * perTile + 13
-        check(dtype: dtype, tokens: 3, rows: rows, cols: cols, range: 3..<rows, ldy: rows + 1, seed: 9)
+        let rows = 2 * tileRows(cols: cols) + 13
+        check(dtype: dtype, tokens: 3, rows: rows, cols: cols, range: 3..<rows, ldy: rows + 1, seed: 9, blas: true)
         // Rows wider than a default tile (16 rows of 8192 > 64K floats): the scratch grows with the width.
+        check(dtype: dtype, tokens: 2, rows: 40, cols: 8192, range: 0..<40, ldy: 40, seed: 10, blas: true)
         check(dtype: dtype, tokens: 2, rows: 40, cols: 8192, range: 0..<40, ldy: 40, seed: 10)
     }
 
+    /// Up to the batched limit every row equals matvec of its row of x bitwise; past it (sgemm) within rounding
+    /// (the 4-bit types, whose limit is 0, take sgemm from two tokens on).
     @Test(arguments: DType.allCases)
     func agreesWithMatVec(dtype: DType) {
-        let rows = 20, cols = 576, tokens = 4
+        let rows = 20, cols = 576
         let m = OwnedMatrix(rows: rows, cols: cols, dtype: dtype, seed: 31)
-        let x = randomFloats(tokens * cols, seed: 32)
-        let batched = FloatBuffer(count: tokens * rows)
-        let tile = FloatBuffer(count: matmulScratchCount(cols: cols))
-        matmul(m.matrix, x, tokens: tokens, batched.pointer, ldy: rows, rows: 0..<rows, scratch: tile.pointer)
-        let single = FloatBuffer(count: rows)
-        for t in 0..<tokens {
-            x.withUnsafeBufferPointer { xp in
-                matvec(m.matrix, xp.baseAddress! + t * cols, single.pointer, rows: 0..<rows, scratch: tile.pointer)
-            }
-            for r in 0..<rows {
-                let a = batched[t * rows + r], b = single[r]
-                // Relative to max(1, |y|): measured max 2.8e-6 for the float types, 9.4e-6 for q8_0; matvec takes
-                // 4-bit rows with 16-bit activations (IntegerDot.swift): 2.0e-4.
-                let allowed: Float = switch dtype {
-                case .f32, .f16, .bf16: 1e-5
-                case .q8_0: 4e-5
-                case .q4_0, .q4_1: 8e-4
+        let limit = matmulBatchedLimit(dtype)
+        for tokens in Set([2, 4, limit, limit + 1]).filter({ $0 > 1 }).sorted() {
+            let x = randomFloats(tokens * cols, seed: 32)
+            let batched = FloatBuffer(count: tokens * rows)
+            let tile = FloatBuffer(count: matmulScratchCount(cols: cols))
+            matmul(m.matrix, x, tokens: tokens, batched.pointer, ldy: rows, rows: 0..<rows, scratch: tile.pointer)
+            let single = FloatBuffer(count: rows)
+            for t in 0..<tokens {
+                x.withUnsafeBufferPointer { xp in
+                    matvec(m.matrix, xp.baseAddress! + t * cols, single.pointer, rows: 0..<rows, scratch: tile.pointer)
                 }
-                #expect(abs(a - b) <= allowed * max(1, abs(b)), "\(dtype) token \(t) row \(r): \(a) vs \(b)")
+                for r in 0..<rows {
+                    let a = batched[t * rows + r], b = single[r]
+                    // Relative to max(1, |y|), sgemm against matvec: measured max 1.0e-5 for the float types,
+                    // 9.4e-6 for q8_0; matvec takes 4-bit rows with 16-bit activations (IntegerDot.swift): 2.0e-4.
+                    let allowed: Float = switch dtype {
+                    case _ where tokens <= limit: 0
+                    case .f32, .f16, .bf16: 2e-5
+                    case .q8_0: 4e-5
+                    case .q4_0, .q4_1: 8e-4
+                    }
+                    #expect(abs(a - b) <= allowed * max(1, abs(b)), "\(dtype) \(tokens) tokens, token \(t) row \(r): \(a) vs \(b)")
+                }
             }
         }
     }
