@@ -46,9 +46,3 @@ public enum EvaluationError: Error, LocalizedError, Equatable {
         }
     }
 }
-
-/// What is wrong with one example; the caller adds the file and line number.
-struct LineProblem: Error {
-    let message: String
-    init(_ message: String) { self.message = message }
-}

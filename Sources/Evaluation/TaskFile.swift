@@ -59,16 +59,7 @@ public struct TaskFile: Sendable {
 
     /// The example one line holds.
     static func readExample(_ line: ArraySlice<UInt8>, lineNumber: Int) throws -> MultipleChoiceExample {
-        guard let text = String(validating: line, as: UTF8.self) else { throw LineProblem("not valid UTF-8") }
-        let value: TemplateValue
-        do {
-            value = try TemplateValue(json: text)
-        } catch let error as TemplateJSONError {
-            throw LineProblem("not valid JSON: \(error.reason) at character \(error.offset + 1)")
-        }
-        guard case let .object(object) = value else {
-            throw LineProblem("a line must be a JSON object, not \(describe(value)) (\(format))")
-        }
+        let object = try TemplateValue.jsonObject(line: line, format: format)
         let known: Set<String> = ["context", "choices", "gold"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw LineProblem("unexpected key \"\(unknown)\" (\(format))")
@@ -77,15 +68,15 @@ public struct TaskFile: Sendable {
             throw LineProblem("no \"\(key)\" (\(format))")
         }
         guard case let .string(context)? = object["context"] else {
-            throw LineProblem("\"context\" must be a string, not \(describe(object["context"] ?? .none))")
+            throw LineProblem("\"context\" must be a string, not \((object["context"] ?? .none).jsonKind)")
         }
         guard case let .array(list)? = object["choices"] else {
-            throw LineProblem("\"choices\" must be an array of strings, not \(describe(object["choices"] ?? .none))")
+            throw LineProblem("\"choices\" must be an array of strings, not \((object["choices"] ?? .none).jsonKind)")
         }
         guard !list.isEmpty else { throw LineProblem("\"choices\" is empty") }
         let choices = try list.enumerated().map { i, value -> String in
             guard case let .string(choice) = value else {
-                throw LineProblem("\"choices\"[\(i)] must be a string, not \(describe(value))")
+                throw LineProblem("\"choices\"[\(i)] must be a string, not \(value.jsonKind)")
             }
             guard !choice.isEmpty else { throw LineProblem("\"choices\"[\(i)] is empty") }
             return choice
@@ -94,23 +85,11 @@ public struct TaskFile: Sendable {
             throw LineProblem("\"gold\" must be an integer, not \(number)")
         }
         guard case let .int(gold)? = object["gold"] else {
-            throw LineProblem("\"gold\" must be an integer, not \(describe(object["gold"] ?? .none))")
+            throw LineProblem("\"gold\" must be an integer, not \((object["gold"] ?? .none).jsonKind)")
         }
         guard gold >= 0 && gold < choices.count else {
             throw LineProblem("\"gold\" is \(gold), outside the \(choices.count) choices (0...\(choices.count - 1))")
         }
         return MultipleChoiceExample(context: context, choices: choices, gold: gold, line: lineNumber)
-    }
-
-    /// A JSON value's kind, for messages.
-    static func describe(_ value: TemplateValue) -> String {
-        switch value {
-        case .undefined, .none: return "null"
-        case .bool: return "a boolean"
-        case .int, .double: return "a number"
-        case .string: return "a string"
-        case .array: return "an array"
-        case .object: return "an object"
-        }
     }
 }

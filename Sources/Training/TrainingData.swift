@@ -100,16 +100,7 @@ public struct TrainingData: Sendable {
     /// The example one line holds, before truncation.
     static func readExample(_ line: ArraySlice<UInt8>, encoder: ExampleEncoder?,
                             vocabularySize: Int) throws -> TrainingExample {
-        guard let text = String(validating: line, as: UTF8.self) else { throw LineProblem("not valid UTF-8") }
-        let value: TemplateValue
-        do {
-            value = try TemplateValue(json: text)
-        } catch let error as TemplateJSONError {
-            throw LineProblem("not valid JSON: \(error.reason) at character \(error.offset + 1)")
-        }
-        guard case let .object(object) = value else {
-            throw LineProblem("a line must be a JSON object, not \(describe(value)) (\(formats))")
-        }
+        let object = try TemplateValue.jsonObject(line: line, format: formats)
         let known: Set<String> = ["text", "prompt", "completion", "messages", "input_ids", "labels"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw LineProblem("unexpected key \"\(unknown)\" (\(formats))")
@@ -149,7 +140,7 @@ public struct TrainingData: Sendable {
 
     static func string(_ object: TemplateObject, _ key: String, mayBeEmpty: Bool) throws -> String {
         guard case let .string(s)? = object[key] else {
-            throw LineProblem("\"\(key)\" must be a string, not \(describe(object[key] ?? .none))")
+            throw LineProblem("\"\(key)\" must be a string, not \((object[key] ?? .none).jsonKind)")
         }
         guard mayBeEmpty || !s.isEmpty else { throw LineProblem("\"\(key)\" is empty") }
         return s
@@ -159,17 +150,17 @@ public struct TrainingData: Sendable {
     /// checked to have a string role and content.
     static func messages(_ object: TemplateObject) throws -> [TemplateValue] {
         guard case let .array(list)? = object["messages"] else {
-            throw LineProblem("\"messages\" must be an array, not \(describe(object["messages"] ?? .none))")
+            throw LineProblem("\"messages\" must be an array, not \((object["messages"] ?? .none).jsonKind)")
         }
         guard !list.isEmpty else { throw LineProblem("\"messages\" is empty") }
         var hasAssistant = false
         for (i, message) in list.enumerated() {
             guard case let .object(fields) = message else {
-                throw LineProblem("message \(i + 1) must be an object with \"role\" and \"content\", not \(describe(message))")
+                throw LineProblem("message \(i + 1) must be an object with \"role\" and \"content\", not \(message.jsonKind)")
             }
             for key in ["role", "content"] {
                 guard case .string? = fields[key] else {
-                    let found = fields[key].map { "is \(describe($0))" } ?? "is missing"
+                    let found = fields[key].map { "is \(($0).jsonKind)" } ?? "is missing"
                     throw LineProblem("message \(i + 1): \"\(key)\" must be a string, and \(found)")
                 }
             }
@@ -183,11 +174,11 @@ public struct TrainingData: Sendable {
     static func preTokenized(_ object: TemplateObject, vocabularySize: Int) throws -> TrainingExample {
         func integers(_ key: String) throws -> [Int] {
             guard case let .array(list)? = object[key] else {
-                throw LineProblem("\"\(key)\" must be an array of integers, not \(describe(object[key] ?? .none))")
+                throw LineProblem("\"\(key)\" must be an array of integers, not \((object[key] ?? .none).jsonKind)")
             }
             return try list.enumerated().map { i, value in
                 guard case let .int(n) = value else {
-                    throw LineProblem("\"\(key)\"[\(i)] must be an integer, not \(describe(value))")
+                    throw LineProblem("\"\(key)\"[\(i)] must be an integer, not \(value.jsonKind)")
                 }
                 return n
             }
@@ -206,22 +197,5 @@ public struct TrainingData: Sendable {
         }
         return TrainingExample(tokens: tokens, labels: labels)
     }
-
-    /// A JSON value's kind, for messages.
-    static func describe(_ value: TemplateValue) -> String {
-        switch value {
-        case .undefined, .none: return "null"
-        case .bool: return "a boolean"
-        case .int, .double: return "a number"
-        case .string: return "a string"
-        case .array: return "an array"
-        case .object: return "an object"
-        }
-    }
 }
 
-/// What is wrong with one line; the loader adds the file and line number.
-struct LineProblem: Error {
-    let message: String
-    init(_ message: String) { self.message = message }
-}
