@@ -44,7 +44,9 @@ struct BatchBenchmark {
             throw UsageError("--prompt + --tokens (\(capacity)) exceed the model's context of \(c.maxPositionEmbeddings)")
         }
         let adapterType: DType = model.weights.layers[0].q.weight.dtype.isQuantized ? .f16 : model.weights.layers[0].q.weight.dtype
-        progress.say("building random adapters (\(experts) experts, top-\(topK), rank \(rank))")
+        if rowNames.contains(where: { $0 != "backbone" }) {
+            progress.say("building random adapters (\(experts) experts, top-\(topK), rank \(rank))")
+        }
         func random(_ kind: String, seed: UInt64) throws -> Adapter {
             switch kind {
             case "lora": return try Adapter.random(.lora, model: model, rank: rank, targets: targets, dtype: adapterType, seed: seed)
@@ -54,9 +56,11 @@ struct BatchBenchmark {
                                                targets: targets, dtype: adapterType, firstLayer: routerLayer, seed: seed)
             }
         }
-        let shared = try Dictionary(uniqueKeysWithValues: ["lora", "token", "layer"].map { ($0, try random($0, seed: 1)) })
+        // Only the adapters the rows asked for.
+        let shared = try Dictionary(uniqueKeysWithValues: ["lora", "token", "layer"].filter(rowNames.contains).map { ($0, try random($0, seed: 1)) })
         let mixedKinds = ["token", "layer", "lora"]
-        let mixed = try (0..<min(sizes.max() ?? 1, 8)).map { i in try random(mixedKinds[i % 3], seed: UInt64(10 + i)) }
+        let mixed = rowNames.contains("mixed")
+            ? try (0..<min(sizes.max() ?? 1, 8)).map { i in try random(mixedKinds[i % 3], seed: UInt64(10 + i)) } : []
 
         var generator = SplitMix(seed: 7)
         let prompt = (0..<promptTokens).map { _ in Int(generator.next() % UInt64(c.vocabSize)) }
