@@ -85,14 +85,7 @@ struct BenchCommand: Command {
         let dtypeName = try arguments.choice("dtype", DType.allCases.map(\.rawValue))
         dtype = DType(rawValue: dtypeName ?? "f32")!
         modelPath = try arguments.option("model")
-        batchSizes = try arguments.option("batch").map { list in
-            try list.split(separator: ",", omittingEmptySubsequences: false).map { item in
-                guard let b = Int(item), (1...256).contains(b) else {
-                    throw UsageError("--batch takes batch sizes from 1 to 256 separated by commas, not '\(list)'")
-                }
-                return b
-            }
-        }
+        batchSizes = try arguments.integerList("batch", in: 1...256)
         let batched = batchSizes != nil
         promptTokens = try arguments.integer("prompt", in: 1...1_000_000) ?? (batched ? 16 : 128)
         decodeTokens = try arguments.integer("tokens", in: 1...1_000_000) ?? (batched ? 24 : 64)
@@ -125,10 +118,7 @@ struct BenchCommand: Command {
             train = nil
         }
         if arguments.flag("kernels") {
-            let batches = try (arguments.option("batches") ?? "1,2,4,8,16,32,64").split(separator: ",").map { item in
-                guard let b = Int(item), (1...1024).contains(b) else { throw UsageError("--batches takes sizes from 1 to 1024, not '\(item)'") }
-                return b
-            }
+            let batches = try arguments.integerList("batches", in: 1...1024) ?? [1, 2, 4, 8, 16, 32, 64]
             kernels = (dtypeName.map { [DType(rawValue: $0)!] } ?? DType.allCases, batches)
         } else {
             kernels = nil

@@ -58,6 +58,17 @@ struct Arguments {
         return value
     }
 
+    /// A comma-separated list of integers, each within `range`.
+    mutating func integerList(_ name: String, in range: ClosedRange<Int>) throws -> [Int]? {
+        guard let text = try option(name) else { return nil }
+        return try text.split(separator: ",", omittingEmptySubsequences: false).map { item in
+            guard let value = Int(item), range.contains(value) else {
+                throw UsageError("--\(name) takes integers in \(range.lowerBound)...\(range.upperBound) separated by commas, not '\(text)'")
+            }
+            return value
+        }
+    }
+
     /// One of `choices`.
     mutating func choice(_ name: String, _ choices: [String]) throws -> String? {
         guard let value = try option(name) else { return nil }
