@@ -167,38 +167,21 @@ private struct EvalReport: Encodable {
     }
 
     let task: String
-    let split: String?
+    @JSONNull var split: String?
     let shots: Int
-    let seed: UInt64?
+    @JSONNull var seed: UInt64?
     let model: String
     let adapters: [String]
-    let strategy: String?
+    @JSONNull var strategy: String?
     let n: Int
     let acc: Double
     let accNorm: Double
-    let accStderr: Double?
-    let accNormStderr: Double?
+    @JSONNull var accStderr: Double?
+    @JSONNull var accNormStderr: Double?
     let examples: [Example]
 
     enum CodingKeys: String, CodingKey {
         case task, split, shots, seed, model, adapters, strategy, n, acc, examples
         case accNorm = "acc_norm", accStderr = "acc_stderr", accNormStderr = "acc_norm_stderr"
-    }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(task, forKey: .task)
-        try c.encode(split, forKey: .split)
-        try c.encode(shots, forKey: .shots)
-        try c.encode(seed, forKey: .seed)
-        try c.encode(model, forKey: .model)
-        try c.encode(adapters, forKey: .adapters)
-        try c.encode(strategy, forKey: .strategy)
-        try c.encode(n, forKey: .n)
-        try c.encode(acc, forKey: .acc)
-        try c.encode(accNorm, forKey: .accNorm)
-        try c.encode(accStderr, forKey: .accStderr)
-        try c.encode(accNormStderr, forKey: .accNormStderr)
-        try c.encode(examples, forKey: .examples)
     }
 }

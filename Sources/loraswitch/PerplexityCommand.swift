@@ -104,7 +104,7 @@ private struct PerplexityReport: Encodable {
     let text: String
     let model: String
     let adapters: [String]
-    let strategy: String?
+    @JSONNull var strategy: String?
     let tokens: Int
     let scoredTokens: Int
     let bytes: Int
@@ -119,23 +119,5 @@ private struct PerplexityReport: Encodable {
     enum CodingKeys: String, CodingKey {
         case text, model, adapters, strategy, tokens, bytes, windows, context, stride, nll, perplexity
         case scoredTokens = "scored_tokens", nllSum = "nll_sum", bitsPerByte = "bits_per_byte"
-    }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(text, forKey: .text)
-        try c.encode(model, forKey: .model)
-        try c.encode(adapters, forKey: .adapters)
-        try c.encode(strategy, forKey: .strategy)
-        try c.encode(tokens, forKey: .tokens)
-        try c.encode(scoredTokens, forKey: .scoredTokens)
-        try c.encode(bytes, forKey: .bytes)
-        try c.encode(windows, forKey: .windows)
-        try c.encode(context, forKey: .context)
-        try c.encode(stride, forKey: .stride)
-        try c.encode(nll, forKey: .nll)
-        try c.encode(nllSum, forKey: .nllSum)
-        try c.encode(perplexity, forKey: .perplexity)
-        try c.encode(bitsPerByte, forKey: .bitsPerByte)
     }
 }
