@@ -101,21 +101,19 @@ struct BatchedGeneration {
         let engine = try generation.engine()
         let tokenizer = try engine.tokenizer()
         // Everything that can be refused is, before the first pass: adapters load, prompts encode.
-        var names: [String: String] = [:]
+        var registered: Set<String> = []
         var requests: [BatchGenerator.Request] = []
         for (number, line) in lines {
-            var name: String?
-            if let path = line.adapter {
-                if names[path] == nil {
-                    do {
-                        try engine.register(path, specs: [AdapterSpec(path: path)], strategy: .fused)
-                    } catch {
-                        throw BatchFileError(path, number, error.localizedDescription)
-                    }
-                    names[path] = path
+            // Each adapter path is registered once, under its path.
+            if let adapter = line.adapter, !registered.contains(adapter) {
+                do {
+                    try engine.register(adapter, specs: [AdapterSpec(path: adapter)], strategy: .fused)
+                } catch {
+                    throw BatchFileError(path, number, error.localizedDescription)
                 }
-                name = path
+                registered.insert(adapter)
             }
+            let name = line.adapter
             var options = generation.options
             if let m = line.maxTokens { options.maxTokens = m }
             if let t = line.temperature { options.sampling.temperature = t }

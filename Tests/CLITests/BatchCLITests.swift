@@ -65,7 +65,7 @@ struct BatchCLITests {
             ("{\"prompt\": \"t5\", \"colour\": 1}\n", ":1: unknown key 'colour'"),
             ("{\"prompt\": \"t5\", \"scale\": 2}\n", ":1: 'scale' needs an 'adapter'"),
             ("{\"prompt\": \"t5\", \"max_tokens\": 0}\n", ":1: 'max_tokens'"),
-            ("{\"prompt\": \"t5\"}\n{\"prompt\": \"t6\", \"adapter\": \"missing\"}\n", ":2:"),
+            ("{\"prompt\": \"t5\"}\n{\"prompt\": \"t6\", \"adapter\": \"missing\"}\n", "bad.jsonl:2:"),
             ("{\"prompt\": \"t5\"}\n{\"prompt\": \"t6\", \"temperature\": -1}\n", ":2: 'temperature'"),
             ("", "no requests"),
         ] {
