@@ -15,13 +15,16 @@ let package = Package(
     name: "LoRASwitch",
     products: [
         .library(name: "LoRASwitch",
-                 targets: ["Kernels", "Formats", "Text", "Model", "Adapters", "Engine", "Training", "Evaluation"]),
+                 targets: ["Kernels", "Formats", "Text", "Model", "Adapters", "Engine", "Training", "Evaluation", "Server"]),
         .executable(name: "loraswitch", targets: ["loraswitch"]),
     ],
     targets: [
         // OpenBLAS's cblas (Debian: libopenblas-dev), used for the batched prefill products.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        // GNU libmicrohttpd (Debian: libmicrohttpd-dev), the HTTP server under `loraswitch serve`.
+        .systemLibrary(name: "CMicroHTTPD", path: "Sources/CMicroHTTPD", pkgConfig: "libmicrohttpd",
+                       providers: [.apt(["libmicrohttpd-dev"])]),
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: swiftFlags),
         .target(name: "Formats", dependencies: ["Kernels"], swiftSettings: swiftFlags),
         .target(name: "Text", dependencies: ["Formats"], swiftSettings: swiftFlags),
@@ -31,13 +34,15 @@ let package = Package(
         // The composition root: a model, its tokenizer and pool, adapters by name, sessions and batches.
         .target(name: "Engine", dependencies: ["Kernels", "Formats", "Text", "Model", "Adapters"], swiftSettings: swiftFlags),
         .target(name: "Evaluation", dependencies: ["Kernels", "Formats", "Text", "Model", "Adapters"], swiftSettings: swiftFlags),
+        // The OpenAI-compatible HTTP API over an engine (libmicrohttpd underneath).
+        .target(name: "Server", dependencies: ["CMicroHTTPD", "Engine", "Model", "Adapters", "Text"], swiftSettings: swiftFlags),
         // The executable carries the Swift runtime and Foundation (-static-stdlib, at compile time too so that
         // Foundation's static module names the archives it needs): loading a dozen shared Swift libraries cost
         // ~7 MiB of resident memory per run. The libraries and tests link them dynamically as before.
         // It is linked by the toolchain's lld with packed relative relocations (DT_RELR, glibc 2.36+): gold's
         // 74,000 RELA entries (1.7 MB) were read at every start and stayed resident.
         .executableTarget(name: "loraswitch", dependencies: ["Kernels", "Formats", "Text", "Model", "Adapters", "Engine",
-                                                             "Training", "Evaluation"],
+                                                             "Training", "Evaluation", "Server"],
                           swiftSettings: swiftFlags + [.unsafeFlags(["-static-stdlib"])],
                           linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld",
                                                          "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]),

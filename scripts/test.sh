@@ -10,4 +10,9 @@ swift test --skip-build "$@"
 # AllocationTests.swift; unoptimized builds allocate where the optimizer would not, so it is off there).
 if [ $# -eq 0 ]; then
     swift test -c release -Xswiftc -enable-testing --filter AllocationTests
+    # `loraswitch serve` from outside, with the real openai client (installed into a venv outside the repo).
+    venv="${XDG_CACHE_HOME:-$HOME/.cache}/loraswitch/test-venv"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/python" -c "import openai" 2>/dev/null || "$venv/bin/pip" install -q openai
+    "$venv/bin/python" Tests/server/test_server.py "$(swift build --show-bin-path)/loraswitch"
 fi

@@ -4,7 +4,8 @@ import Foundation
 
 let commands: [Command.Type] = [GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, LogitsCommand.self,
                                 InspectCommand.self, BenchCommand.self, FuseCommand.self,
-                                UnfuseCommand.self, TrainCommand.self, EvalCommand.self, PerplexityCommand.self]
+                                UnfuseCommand.self, TrainCommand.self, EvalCommand.self, PerplexityCommand.self,
+                                ServeCommand.self]
 
 func topUsage() -> String {
     var text = "usage: loraswitch <command> [options]\n\ncommands:\n"
