@@ -21,13 +21,23 @@ public final class BatchGenerator {
         /// A static LoRA's weight for this sequence (multiplying the registered weights); nil for as registered.
         public var scale: Float?
         public var options: GenerationOptions
+        /// Report the experts of every generated token (`Update.routing`; a MoE-LoRA with token routing only).
+        public var routing: Bool
 
-        public init(prompt: [Int], adapter: String? = nil, scale: Float? = nil, options: GenerationOptions) {
+        public init(prompt: [Int], adapter: String? = nil, scale: Float? = nil, options: GenerationOptions,
+                    routing: Bool = false) {
             self.prompt = prompt
             self.adapter = adapter
             self.scale = scale
             self.options = options
+            self.routing = routing
         }
+    }
+
+    /// A token router's decision for one row: experts by decreasing weight and their renormalized gates.
+    public struct TokenRouting: Sendable, Equatable {
+        public let experts: [Int]
+        public let gates: [Float]
     }
 
     /// What one pass did for a sequence: the text it made final, and the whole result once the sequence ended.
@@ -35,6 +45,9 @@ public final class BatchGenerator {
         public let id: Int
         public let piece: String
         public let result: GenerationResult?
+        /// For a request with `routing`: the experts of the position whose logits chose this pass's token (the
+        /// router's decision for the row that produced it).
+        public let routing: TokenRouting?
     }
 
     public let engine: Engine
@@ -50,6 +63,8 @@ public final class BatchGenerator {
     private let logits: FloatBuffer
     /// Fused runtimes for the forward pass, by adapter name and scale.
     private var runtimes: [String: ForwardAdapters] = [:]
+    /// This pass's routing decisions of the runtimes that report them, by key and row within the key's group.
+    private var routingRows: [String: [Int: TokenRouting]] = [:]
     private var running: [Entry] = []
     /// Finished sequences whose caches may serve a later prompt's prefix (most recent last).
     private var finished: [Entry] = []
@@ -161,30 +176,34 @@ public final class BatchGenerator {
         // Stable: rows of one key keep their order (decoding first, then submission order).
         chosen = chosen.enumerated().sorted { ($0.element.entry.key, $0.offset) < ($1.element.entry.key, $1.offset) }.map(\.element)
         var rows: [InferenceSession.Row] = []
-        var owners: [Entry] = []
+        var owners: [(entry: Entry, groupRow: Int)] = []
+        var groupRows: [String: Int] = [:]
         let now = Self.now()
         for (entry, tokens) in chosen {
             if entry.started == nil { entry.started = now }
             for (j, token) in tokens.enumerated() {
                 let last = j == tokens.count - 1 && entry.history.count + tokens.count >= entry.prompt.count
                 rows.append(.init(sequence: entry.sequence, token: token, adapters: entry.adapters, wantsLogits: last))
-                if last { owners.append(entry) }
+                if last { owners.append((entry, groupRows[entry.key, default: 0])) }
+                groupRows[entry.key, default: 0] += 1
             }
             entry.history += tokens
         }
+        routingRows.removeAll(keepingCapacity: true)
         try forward.step(rows, logits: logits.pointer)
 
         let vocabulary = engine.model.configuration.vocabSize, done = Self.now()
-        for (j, entry) in owners.enumerated() {
+        for (j, (entry, groupRow)) in owners.enumerated() {
+            let routing = entry.request.routing ? routingRows[entry.key]?[groupRow] : nil
             if entry.promptDone == nil { entry.promptDone = done }
             let row = UnsafeBufferPointer(start: logits.pointer + j * vocabulary, count: vocabulary)
             let (token, piece) = entry.completion.next(logits: row, history: entry.history[...],
                                                        room: entry.sequence.position < entry.sequence.capacity)
             entry.next = token
             if entry.completion.stopReason != nil {
-                updates.append(end(entry, piece: piece))
+                updates.append(end(entry, piece: piece, routing: routing))
             } else {
-                updates.append(Update(id: entry.id, piece: piece, result: nil))
+                updates.append(Update(id: entry.id, piece: piece, result: nil, routing: routing))
             }
         }
         return updates
@@ -200,20 +219,29 @@ public final class BatchGenerator {
     // MARK: - Internals
 
     /// The adapters a request runs with, made once per (name, scale) for this batch's forward pass.
+    /// A request that reports its routing gets a runtime of its own that records the router's decisions (the
+    /// others record nothing, so they pay nothing for it).
     private func runtime(_ request: Request) throws -> (String, ForwardAdapters?) {
         guard let name = request.adapter else {
             if request.scale != nil { throw BatchError.scaleWithoutAdapter }
+            if request.routing { throw EngineError.routingWithoutRouter(nil) }
             return ("", nil)
         }
         let registered = try engine.adapter(name)
-        let key = name + "\u{0}" + (request.scale.map { "\($0)" } ?? "")
+        if request.routing {
+            guard case .token = registered.adapter.routing else { throw EngineError.routingWithoutRouter(name) }
+        }
+        let key = name + "\u{0}" + (request.scale.map { "\($0)" } ?? "") + (request.routing ? "\u{0}routing" : "")
         if let runtime = runtimes[key] { return (key, runtime) }
         var adapter = registered.adapter
         if let scale = request.scale {
             guard let scaled = adapter.scaled(by: scale) else { throw BatchError.scaleOfMixture(name) }
             adapter = scaled
         }
-        guard case .fused(let runtime) = try adapter.runtime(.fused, for: forward) else {
+        let observer: RoutingObserver? = request.routing ? { [unowned self] row, experts, gates in
+            routingRows[key, default: [:]][row] = TokenRouting(experts: experts, gates: gates)
+        } : nil
+        guard case .fused(let runtime) = try adapter.runtime(.fused, for: forward, observer: observer) else {
             throw BatchError.scaleWithoutAdapter
         }
         runtimes[key] = runtime
@@ -251,7 +279,7 @@ public final class BatchGenerator {
     }
 
     /// Ends `entry`: its result, and its cache kept for later prefixes.
-    private func end(_ entry: Entry, piece: String) -> Update {
+    private func end(_ entry: Entry, piece: String, routing: TokenRouting? = nil) -> Update {
         let rest = entry.completion.finish()
         running.removeAll { $0 === entry }
         finished.append(entry)
@@ -262,7 +290,7 @@ public final class BatchGenerator {
                                       stopReason: entry.completion.stopReason ?? .cancelled,
                                       promptTokensEvaluated: entry.prompt.count - entry.reused,
                                       promptSeconds: promptDone - started, decodeSeconds: now - promptDone)
-        return Update(id: entry.id, piece: piece + rest, result: result)
+        return Update(id: entry.id, piece: piece + rest, result: result, routing: routing)
     }
 
     private static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }

@@ -39,7 +39,11 @@ const palette = ["#fde2e4", "#e2ece9", "#dfe7fd", "#fff1c1", "#e8dff5", "#d3f8e2
 const log = document.getElementById("log"), select = document.getElementById("model");
 let messages = [];
 
+const tokenRouted = new Set();
+
 async function loadModels() {
+  const adapters = await (await fetch("/v1/adapters")).json();
+  for (const a of adapters.data) if (a.kind === "moe-token") tokenRouted.add(a.name);
   const r = await fetch("/v1/models");
   const body = await r.json();
   for (const m of body.data) {
@@ -59,24 +63,25 @@ function add(cls, text) {
   return div;
 }
 
+// A piece of text with the routing of the tokens it came from: colored by the first token's top expert, every
+// token's experts and gates on hover.
 function piece(target, text, routing) {
   if (!routing || !routing.length) { target.appendChild(document.createTextNode(text)); return; }
-  for (const r of routing) {
-    const span = document.createElement("span");
-    span.className = "tok";
-    span.textContent = r.text !== undefined ? r.text : text;
-    span.style.background = palette[r.experts[0] % palette.length];
-    span.dataset.experts = r.experts.join(",");
-    span.title = r.experts.map((e, i) => "expert " + e + ": " + r.gates[i].toFixed(3)).join("\n");
-    target.appendChild(span);
-  }
+  const span = document.createElement("span");
+  span.className = "tok";
+  span.textContent = text;
+  span.style.background = palette[routing[0].experts[0] % palette.length];
+  span.dataset.experts = routing.map(r => r.experts.join(",")).join(";");
+  span.title = routing.map(r => r.experts.map((e, i) => "expert " + e + ": " + r.gates[i].toFixed(3)).join(", ")).join("\n");
+  target.appendChild(span);
 }
 
 async function send(text) {
   messages.push({role: "user", content: text});
   add("user", text);
   const out = add("assistant", "");
-  const body = {model: select.value, messages, stream: true, routing: {return: true}};
+  const body = {model: select.value, messages, stream: true};
+  if (tokenRouted.has(select.value)) body.routing = {return: true};
   let answer = "";
   try {
     const r = await fetch("/v1/chat/completions", {method: "POST", headers: {"Content-Type": "application/json"},

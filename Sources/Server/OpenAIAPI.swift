@@ -186,6 +186,8 @@ public final class OpenAIAPI: @unchecked Sendable {
         var stream: Bool
         var includeUsage: Bool
         var model: String
+        /// Return each generated token's experts and gates (`"routing": {"return": true}`).
+        var routing: Bool
     }
 
     private func parse(_ body: RequestBody, chat: Bool) throws -> Generation {
@@ -245,6 +247,14 @@ public final class OpenAIAPI: @unchecked Sendable {
         case let other?: throw APIError(400, "'stop' must be a string or an array of strings, not \(other.jsonKind)",
                                         param: "stop", code: "invalid_type")
         }
+        let routing = try body.object("routing")?.bool("return") ?? false
+        if routing {
+            let registered = adapter.flatMap { name in engine.adapters.first { $0.name == name } }
+            guard let registered, case .token = registered.adapter.routing else {
+                throw APIError.invalid("'routing' needs a MoE-LoRA adapter with token routing"
+                                       + (adapter.map { ", and '\($0)' is not one" } ?? ""), param: "routing")
+            }
+        }
         let stream = try body.bool("stream") ?? false
         let includeUsage = try body.object("stream_options")?.bool("include_usage") ?? false
 
@@ -288,7 +298,7 @@ public final class OpenAIAPI: @unchecked Sendable {
         }
         options.maxTokens = min(maxTokens ?? settings.context - prompt.count, settings.context - prompt.count)
         return Generation(prompt: prompt, adapter: adapter, scale: scale, options: options, stream: stream,
-                          includeUsage: includeUsage, model: model)
+                          includeUsage: includeUsage, model: model, routing: routing)
     }
 
     private func generate(_ request: HTTPRequest, chat: Bool, _ trace: Trace) throws -> HTTPResponse {
@@ -296,7 +306,8 @@ public final class OpenAIAPI: @unchecked Sendable {
         if isDraining { throw APIError(503, "the server is shutting down", type: "server_error", code: "draining") }
         let ticket: Scheduler.Ticket
         do {
-            ticket = try scheduler.submit(.init(prompt: g.prompt, adapter: g.adapter, scale: g.scale, options: g.options))
+            ticket = try scheduler.submit(.init(prompt: g.prompt, adapter: g.adapter, scale: g.scale, options: g.options,
+                                                routing: g.routing))
         } catch Scheduler.SubmitError.queueFull {
             counters.add(rejected: 1)
             return .full(status: 503, headers: [("Content-Type", "application/json"), ("Retry-After", "1")],
@@ -316,21 +327,27 @@ public final class OpenAIAPI: @unchecked Sendable {
     private func whole(_ ticket: Scheduler.Ticket, _ shape: ChunkShape, _ g: Generation, _ request: HTTPRequest,
                        _ trace: Trace) -> HTTPResponse {
         var text = ""
+        var routing: [BatchGenerator.TokenRouting] = []
         while true {
             guard let event = ticket.next(timeout: 0.05) else {
                 if request.clientGone() { ticket.cancel() }
                 continue
             }
             switch event {
-            case let .piece(piece): text += piece
+            case let .piece(piece, tokens):
+                text += piece
+                routing += tokens
             case let .failed(message):
                 return APIError(500, message, type: "server_error").response
-            case let .finished(result, last):
+            case let .finished(result, last, tokens):
                 text += last
+                routing += tokens
                 let usage = Usage(prompt: g.prompt.count, completion: result.tokens.count)
                 trace.tokens = (g.prompt.count, result.tokens.count)
                 counters.finish(adapter: g.adapter, promptTokens: g.prompt.count, completionTokens: result.tokens.count)
-                return .json(200, (try? encode(shape.whole(text: text, finish: finishReason(result.stopReason), usage: usage))) ?? Data())
+                let body = shape.whole(text: text, finish: finishReason(result.stopReason), usage: usage,
+                                       routing: g.routing ? routing.map(RoutingEntry.init) : nil)
+                return .json(200, (try? encode(body)) ?? Data())
             }
         }
     }
@@ -345,13 +362,15 @@ public final class OpenAIAPI: @unchecked Sendable {
                 if done { return nil }
                 guard let e = ticket.next(timeout: 30) else { continue }
                 switch e {
-                case let .piece(piece):
-                    queued.append(event(shape.chunk(role: false, text: piece, finish: nil)))
+                case let .piece(piece, tokens):
+                    queued.append(event(shape.chunk(role: false, text: piece, finish: nil,
+                                                    routing: g.routing ? tokens.map(RoutingEntry.init) : nil)))
                 case let .failed(message):
                     queued.append(Data("data: ".utf8) + errorBody(message, type: "server_error") + Data("\n\n".utf8))
                     done = true
-                case let .finished(result, last):
-                    queued.append(event(shape.chunk(role: false, text: last, finish: finishReason(result.stopReason))))
+                case let .finished(result, last, tokens):
+                    queued.append(event(shape.chunk(role: false, text: last, finish: finishReason(result.stopReason),
+                                                    routing: g.routing ? tokens.map(RoutingEntry.init) : nil)))
                     if g.includeUsage {
                         queued.append(event(shape.usageChunk(Usage(prompt: g.prompt.count, completion: result.tokens.count))))
                     }

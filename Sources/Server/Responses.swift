@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 
 // The JSON the API answers with, in OpenAI's shapes (snake_case keys; absent optionals written as null where
@@ -61,6 +62,18 @@ struct Usage: Encodable {
     }
 }
 
+/// One generated token's routing (the extension field `routing` of a choice): the experts of the position whose
+/// logits chose it, by decreasing weight, and their gates.
+struct RoutingEntry: Encodable {
+    let experts: [Int]
+    let gates: [Float]
+
+    init(_ r: BatchGenerator.TokenRouting) {
+        experts = r.experts
+        gates = r.gates
+    }
+}
+
 /// What every response and chunk of one generation shares, and how each is built.
 struct ChunkShape {
     let id: String
@@ -81,8 +94,9 @@ struct ChunkShape {
         var delta: Message?
         var finishReason: String?
         let chat: Bool
+        var routing: [RoutingEntry]? = nil
 
-        enum CodingKeys: String, CodingKey { case index, text, message, delta, logprobs, finishReason = "finish_reason" }
+        enum CodingKeys: String, CodingKey { case index, text, message, delta, logprobs, finishReason = "finish_reason", routing }
 
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -95,6 +109,7 @@ struct ChunkShape {
             }
             try c.encodeNil(forKey: .logprobs)
             try c.encode(finishReason, forKey: .finishReason)
+            if let routing { try c.encode(routing, forKey: .routing) }
         }
     }
 
@@ -120,17 +135,19 @@ struct ChunkShape {
     }
 
     /// The whole answer of a request that does not stream.
-    func whole(text: String, finish: String, usage: Usage) -> Body {
-        let choice = chat ? Choice(message: Message(role: "assistant", content: text), finishReason: finish, chat: true)
+    func whole(text: String, finish: String, usage: Usage, routing: [RoutingEntry]?) -> Body {
+        var choice = chat ? Choice(message: Message(role: "assistant", content: text), finishReason: finish, chat: true)
             : Choice(text: text, finishReason: finish, chat: false)
+        choice.routing = routing
         return Body(id: id, object: chat ? "chat.completion" : "text_completion", created: created, model: model,
                     choices: [choice], usage: usage)
     }
 
     /// One streamed chunk: the role first (chat), then text, `finish` on the last one.
-    func chunk(role: Bool, text: String, finish: String?) -> Body {
-        let choice = chat ? Choice(delta: Message(role: role ? "assistant" : nil, content: text), finishReason: finish, chat: true)
+    func chunk(role: Bool, text: String, finish: String?, routing: [RoutingEntry]? = nil) -> Body {
+        var choice = chat ? Choice(delta: Message(role: role ? "assistant" : nil, content: text), finishReason: finish, chat: true)
             : Choice(text: text, finishReason: finish, chat: false)
+        choice.routing = routing
         return Body(id: id, object: chat ? "chat.completion.chunk" : "text_completion", created: created, model: model,
                     choices: [choice], usage: nil)
     }

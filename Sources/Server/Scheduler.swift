@@ -8,9 +8,10 @@ import Model
 public final class Scheduler: @unchecked Sendable {
     /// What a ticket receives, in order: pieces of text, then one end.
     public enum Event {
-        case piece(String)
-        /// The end, with the last piece of text (possibly empty).
-        case finished(GenerationResult, last: String)
+        /// Text made final, with the routing of the tokens it came from (requests with `routing` only).
+        case piece(String, routing: [BatchGenerator.TokenRouting])
+        /// The end, with the last piece of text (possibly empty) and its tokens' routing.
+        case finished(GenerationResult, last: String, routing: [BatchGenerator.TokenRouting])
         case failed(String)
     }
 
@@ -22,6 +23,8 @@ public final class Scheduler: @unchecked Sendable {
         private var ended = false
         fileprivate var cancelRequested = false
         fileprivate var id: Int?
+        /// Routing of tokens whose text is not final yet (scheduler thread only).
+        fileprivate var routing: [BatchGenerator.TokenRouting] = []
 
         init(_ request: BatchGenerator.Request) { self.request = request }
 
@@ -162,11 +165,13 @@ public final class Scheduler: @unchecked Sendable {
             lock.lock()
             for update in updates {
                 guard let ticket = running[update.id] else { continue }
+                if let routing = update.routing { ticket.routing.append(routing) }
                 if let result = update.result {
-                    ticket.deliver(.finished(result, last: update.piece))
+                    ticket.deliver(.finished(result, last: update.piece, routing: ticket.routing))
                     running[update.id] = nil
                 } else if !update.piece.isEmpty {
-                    ticket.deliver(.piece(update.piece))
+                    ticket.deliver(.piece(update.piece, routing: ticket.routing))
+                    ticket.routing.removeAll()
                 }
             }
             lock.broadcast()

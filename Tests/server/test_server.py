@@ -247,6 +247,31 @@ class API(unittest.TestCase):
         self.assertNotIn(b"http://", page.replace(b"http://127", b""))  # nothing fetched from elsewhere
 
 
+class Routing(unittest.TestCase):
+    def test_routing_is_returned_per_token(self):
+        body = {"model": "moe-token", "prompt": "Question 6:", "max_tokens": 7, "temperature": 0,
+                "routing": {"return": True}}
+        status, whole = SERVER.json("POST", "/v1/completions", body)
+        self.assertEqual(status, 200, whole)
+        routing = whole["choices"][0]["routing"]
+        self.assertEqual(len(routing), whole["usage"]["completion_tokens"])
+        for r in routing:
+            self.assertEqual(len(r["experts"]), 2)
+            self.assertTrue(all(0 <= e < 4 for e in r["experts"]))
+            self.assertAlmostEqual(sum(r["gates"]), 1.0, places=5)
+        chunks = SERVER.client().completions.create(model="moe-token", prompt="Question 6:", max_tokens=7, temperature=0,
+                                                    stream=True, extra_body={"routing": {"return": True}})
+        streamed = [r for c in chunks for ch in c.choices for r in (ch.model_extra or {}).get("routing", [])]
+        self.assertEqual(streamed, routing)
+        # Without asking, no routing; asking of an adapter without a token router is a 400.
+        status, plain = SERVER.json("POST", "/v1/completions", {**body, "routing": None})
+        self.assertNotIn("routing", plain["choices"][0])
+        self.assertEqual(plain["choices"][0]["text"], whole["choices"][0]["text"])
+        for model in ("model", "lora-a", "moe-layer"):
+            status, error = SERVER.json("POST", "/v1/completions", {**body, "model": model})
+            self.assertEqual((status, error["error"]["param"]), (400, "routing"), error)
+
+
 class Isolation(unittest.TestCase):
     def test_concurrent_requests_match_alone(self):
         cases = [("model", {}), ("lora-a", {}), ("lora-b", {}), ("moe-token", {}), ("moe-layer", {}),
