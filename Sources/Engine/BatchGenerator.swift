@@ -23,15 +23,32 @@ public final class BatchGenerator {
         public var options: GenerationOptions
         /// Report the experts of every generated token (`Update.routing`; a MoE-LoRA with token routing only).
         public var routing: Bool
+        /// Report every generated token's log-probability and this many of the most likely alternatives
+        /// (`Update.logprob`); nil: none.
+        public var logprobs: Int?
 
         public init(prompt: [Int], adapter: String? = nil, scale: Float? = nil, options: GenerationOptions,
-                    routing: Bool = false) {
+                    routing: Bool = false, logprobs: Int? = nil) {
             self.prompt = prompt
             self.adapter = adapter
             self.scale = scale
             self.options = options
             self.routing = routing
+            self.logprobs = logprobs
         }
+    }
+
+    /// A generated token's log-probability under the model (log-softmax of its logits: before temperature, penalty
+    /// or truncation), and the most likely tokens' (most likely first).
+    public struct TokenLogprob: Sendable, Equatable {
+        public struct Alternative: Sendable, Equatable {
+            public let token: Int
+            public let logprob: Float
+        }
+
+        public let token: Int
+        public let logprob: Float
+        public let top: [Alternative]
     }
 
     /// A token router's decision for one row: experts by decreasing weight and their renormalized gates.
@@ -48,6 +65,8 @@ public final class BatchGenerator {
         /// For a request with `routing`: the experts of the position whose logits chose this pass's token (the
         /// router's decision for the row that produced it).
         public let routing: TokenRouting?
+        /// For a request with `logprobs`: this pass's token's log-probability and alternatives.
+        public let logprob: TokenLogprob?
     }
 
     public let engine: Engine
@@ -200,10 +219,11 @@ public final class BatchGenerator {
             let (token, piece) = entry.completion.next(logits: row, history: entry.history[...],
                                                        room: entry.sequence.position < entry.sequence.capacity)
             entry.next = token
+            let logprob = entry.request.logprobs.map { Self.logprob(of: entry.completion.tokens.last!, in: row, top: $0) }
             if entry.completion.stopReason != nil {
-                updates.append(end(entry, piece: piece, routing: routing))
+                updates.append(end(entry, piece: piece, routing: routing, logprob: logprob))
             } else {
-                updates.append(Update(id: entry.id, piece: piece, result: nil, routing: routing))
+                updates.append(Update(id: entry.id, piece: piece, result: nil, routing: routing, logprob: logprob))
             }
         }
         return updates
@@ -279,7 +299,7 @@ public final class BatchGenerator {
     }
 
     /// Ends `entry`: its result, and its cache kept for later prefixes.
-    private func end(_ entry: Entry, piece: String, routing: TokenRouting? = nil) -> Update {
+    private func end(_ entry: Entry, piece: String, routing: TokenRouting? = nil, logprob: TokenLogprob? = nil) -> Update {
         let rest = entry.completion.finish()
         running.removeAll { $0 === entry }
         finished.append(entry)
@@ -290,10 +310,26 @@ public final class BatchGenerator {
                                       stopReason: entry.completion.stopReason ?? .cancelled,
                                       promptTokensEvaluated: entry.prompt.count - entry.reused,
                                       promptSeconds: promptDone - started, decodeSeconds: now - promptDone)
-        return Update(id: entry.id, piece: piece + rest, result: result, routing: routing)
+        return Update(id: entry.id, piece: piece + rest, result: result, routing: routing, logprob: logprob)
     }
 
     private static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+    /// `token`'s log-softmax in `row` and the `top` most likely tokens' (ties: the lower id first).
+    static func logprob(of token: Int, in row: UnsafeBufferPointer<Float>, top: Int) -> TokenLogprob {
+        let base = row.baseAddress!, lse = logSumExp(base, count: row.count)
+        var best: [(token: Int, logit: Float)] = []
+        if top > 0 {
+            best.reserveCapacity(top + 1)
+            for (i, logit) in row.enumerated() where best.count < top || logit > best[best.count - 1].logit {
+                let at = best.firstIndex { logit > $0.logit } ?? best.count
+                best.insert((i, logit), at: at)
+                if best.count > top { best.removeLast() }
+            }
+        }
+        return TokenLogprob(token: token, logprob: Float(Double(row[token]) - lse),
+                            top: best.map { .init(token: $0.token, logprob: Float(Double($0.logit) - lse)) })
+    }
 }
 
 /// A request a batch refuses, in one line.

@@ -188,6 +188,8 @@ public final class OpenAIAPI: @unchecked Sendable {
         var model: String
         /// Return each generated token's experts and gates (`"routing": {"return": true}`).
         var routing: Bool
+        /// Return each generated token's log-probability with this many alternatives (nil: no logprobs).
+        var logprobs: Int?
     }
 
     private func parse(_ body: RequestBody, chat: Bool) throws -> Generation {
@@ -255,6 +257,15 @@ public final class OpenAIAPI: @unchecked Sendable {
                                        + (adapter.map { ", and '\($0)' is not one" } ?? ""), param: "routing")
             }
         }
+        let logprobs: Int?
+        if chat {
+            let asked = try body.bool("logprobs") ?? false
+            let top = try body.integer("top_logprobs", in: 0...20)
+            if top != nil && !asked { throw APIError.invalid("'top_logprobs' needs 'logprobs': true", param: "top_logprobs") }
+            logprobs = asked ? top ?? 0 : nil
+        } else {
+            logprobs = try body.integer("logprobs", in: 0...5)
+        }
         let stream = try body.bool("stream") ?? false
         let includeUsage = try body.object("stream_options")?.bool("include_usage") ?? false
 
@@ -298,7 +309,7 @@ public final class OpenAIAPI: @unchecked Sendable {
         }
         options.maxTokens = min(maxTokens ?? settings.context - prompt.count, settings.context - prompt.count)
         return Generation(prompt: prompt, adapter: adapter, scale: scale, options: options, stream: stream,
-                          includeUsage: includeUsage, model: model, routing: routing)
+                          includeUsage: includeUsage, model: model, routing: routing, logprobs: logprobs)
     }
 
     private func generate(_ request: HTTPRequest, chat: Bool, _ trace: Trace) throws -> HTTPResponse {
@@ -307,7 +318,7 @@ public final class OpenAIAPI: @unchecked Sendable {
         let ticket: Scheduler.Ticket
         do {
             ticket = try scheduler.submit(.init(prompt: g.prompt, adapter: g.adapter, scale: g.scale, options: g.options,
-                                                routing: g.routing))
+                                                routing: g.routing, logprobs: g.logprobs))
         } catch Scheduler.SubmitError.queueFull {
             counters.add(rejected: 1)
             return .full(status: 503, headers: [("Content-Type", "application/json"), ("Retry-After", "1")],
@@ -327,26 +338,28 @@ public final class OpenAIAPI: @unchecked Sendable {
     private func whole(_ ticket: Scheduler.Ticket, _ shape: ChunkShape, _ g: Generation, _ request: HTTPRequest,
                        _ trace: Trace) -> HTTPResponse {
         var text = ""
-        var routing: [BatchGenerator.TokenRouting] = []
+        var tokens = Scheduler.Tokens()
         while true {
             guard let event = ticket.next(timeout: 0.05) else {
                 if request.clientGone() { ticket.cancel() }
                 continue
             }
             switch event {
-            case let .piece(piece, tokens):
+            case let .piece(piece, more):
                 text += piece
-                routing += tokens
+                tokens += more
             case let .failed(message):
                 return APIError(500, message, type: "server_error").response
-            case let .finished(result, last, tokens):
+            case let .finished(result, last, more):
                 text += last
-                routing += tokens
+                tokens += more
                 let usage = Usage(prompt: g.prompt.count, completion: result.tokens.count)
                 trace.tokens = (g.prompt.count, result.tokens.count)
                 counters.finish(adapter: g.adapter, promptTokens: g.prompt.count, completionTokens: result.tokens.count)
+                var offset = 0
                 let body = shape.whole(text: text, finish: finishReason(result.stopReason), usage: usage,
-                                       routing: g.routing ? routing.map(RoutingEntry.init) : nil)
+                                       routing: g.routing ? tokens.routing.map(RoutingEntry.init) : nil,
+                                       logprobs: g.logprobs == nil ? nil : logprobsValue(tokens.logprobs, chat: shape.chat, offset: &offset))
                 return .json(200, (try? encode(body)) ?? Data())
             }
         }
@@ -355,6 +368,12 @@ public final class OpenAIAPI: @unchecked Sendable {
     /// Streams the generation as server-sent events.
     private func stream(_ ticket: Scheduler.Ticket, _ shape: ChunkShape, _ g: Generation, _ trace: Trace) -> HTTPResponse {
         var queued: [Data] = shape.chat ? [event(shape.chunk(role: true, text: "", finish: nil))] : []
+        var offset = 0
+        func chunk(_ text: String, _ tokens: Scheduler.Tokens, finish: String?) -> Data {
+            event(shape.chunk(role: false, text: text, finish: finish,
+                              routing: g.routing ? tokens.routing.map(RoutingEntry.init) : nil,
+                              logprobs: g.logprobs == nil ? nil : logprobsValue(tokens.logprobs, chat: shape.chat, offset: &offset)))
+        }
         var done = false
         var finished = false
         let body = StreamBody(next: { [self] in
@@ -363,14 +382,12 @@ public final class OpenAIAPI: @unchecked Sendable {
                 guard let e = ticket.next(timeout: 30) else { continue }
                 switch e {
                 case let .piece(piece, tokens):
-                    queued.append(event(shape.chunk(role: false, text: piece, finish: nil,
-                                                    routing: g.routing ? tokens.map(RoutingEntry.init) : nil)))
+                    queued.append(chunk(piece, tokens, finish: nil))
                 case let .failed(message):
                     queued.append(Data("data: ".utf8) + errorBody(message, type: "server_error") + Data("\n\n".utf8))
                     done = true
                 case let .finished(result, last, tokens):
-                    queued.append(event(shape.chunk(role: false, text: last, finish: finishReason(result.stopReason),
-                                                    routing: g.routing ? tokens.map(RoutingEntry.init) : nil)))
+                    queued.append(chunk(last, tokens, finish: finishReason(result.stopReason)))
                     if g.includeUsage {
                         queued.append(event(shape.usageChunk(Usage(prompt: g.prompt.count, completion: result.tokens.count))))
                     }
@@ -390,6 +407,34 @@ public final class OpenAIAPI: @unchecked Sendable {
             log?(trace.line)
         })
         return .stream(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")], body: body)
+    }
+
+    /// `items` in the shape of the endpoint; `offset` (characters of the completion so far) advances past them.
+    private func logprobsValue(_ items: [BatchGenerator.TokenLogprob], chat: Bool, offset: inout Int) -> LogprobsValue {
+        func text(_ token: Int) -> (String, [Int]) {
+            let bytes = tokenizer.bytes(of: token)
+            return (String(decoding: bytes, as: UTF8.self), bytes.map(Int.init))
+        }
+        if chat {
+            return .chat(items.map { item in
+                let (token, bytes) = text(item.token)
+                return .init(token: token, logprob: item.logprob, bytes: bytes, topLogprobs: item.top.map { alternative in
+                    let (t, b) = text(alternative.token)
+                    return .init(token: t, logprob: alternative.logprob, bytes: b, topLogprobs: nil)
+                })
+            })
+        }
+        var tokens: [String] = [], offsets: [Int] = []
+        for item in items {
+            let token = text(item.token).0
+            tokens.append(token)
+            offsets.append(offset)
+            offset += token.count
+        }
+        return .completion(tokens: tokens, logprobs: items.map(\.logprob),
+                           top: items.map { item in
+                               Dictionary(item.top.map { (text($0.token).0, $0.logprob) }, uniquingKeysWith: { a, _ in a })
+                           }, offsets: offsets)
     }
 
     private func event<T: Encodable>(_ value: T) -> Data {

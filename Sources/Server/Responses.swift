@@ -74,6 +74,39 @@ struct RoutingEntry: Encodable {
     }
 }
 
+/// A choice's `logprobs`: chat's shape (`content`: token, logprob, bytes, top_logprobs) or the completions' (parallel
+/// lists `tokens`, `token_logprobs`, `top_logprobs` as token → logprob, `text_offset`).
+enum LogprobsValue: Encodable {
+    struct Entry: Encodable {
+        let token: String
+        let logprob: Float
+        let bytes: [Int]
+        var topLogprobs: [Entry]?
+
+        enum CodingKeys: String, CodingKey { case token, logprob, bytes, topLogprobs = "top_logprobs" }
+    }
+
+    case chat([Entry])
+    case completion(tokens: [String], logprobs: [Float], top: [[String: Float]], offsets: [Int])
+
+    func encode(to encoder: Encoder) throws {
+        enum Keys: String, CodingKey {
+            case content, refusal, tokens, tokenLogprobs = "token_logprobs", topLogprobs = "top_logprobs", textOffset = "text_offset"
+        }
+        var c = encoder.container(keyedBy: Keys.self)
+        switch self {
+        case let .chat(entries):
+            try c.encode(entries, forKey: .content)
+            try c.encodeNil(forKey: .refusal)
+        case let .completion(tokens, logprobs, top, offsets):
+            try c.encode(tokens, forKey: .tokens)
+            try c.encode(logprobs, forKey: .tokenLogprobs)
+            try c.encode(top, forKey: .topLogprobs)
+            try c.encode(offsets, forKey: .textOffset)
+        }
+    }
+}
+
 /// What every response and chunk of one generation shares, and how each is built.
 struct ChunkShape {
     let id: String
@@ -95,6 +128,7 @@ struct ChunkShape {
         var finishReason: String?
         let chat: Bool
         var routing: [RoutingEntry]? = nil
+        var logprobs: LogprobsValue? = nil
 
         enum CodingKeys: String, CodingKey { case index, text, message, delta, logprobs, finishReason = "finish_reason", routing }
 
@@ -107,7 +141,7 @@ struct ChunkShape {
             } else {
                 try c.encode(text ?? "", forKey: .text)
             }
-            try c.encodeNil(forKey: .logprobs)
+            try c.encode(logprobs, forKey: .logprobs)
             try c.encode(finishReason, forKey: .finishReason)
             if let routing { try c.encode(routing, forKey: .routing) }
         }
@@ -135,19 +169,21 @@ struct ChunkShape {
     }
 
     /// The whole answer of a request that does not stream.
-    func whole(text: String, finish: String, usage: Usage, routing: [RoutingEntry]?) -> Body {
+    func whole(text: String, finish: String, usage: Usage, routing: [RoutingEntry]?, logprobs: LogprobsValue?) -> Body {
         var choice = chat ? Choice(message: Message(role: "assistant", content: text), finishReason: finish, chat: true)
             : Choice(text: text, finishReason: finish, chat: false)
         choice.routing = routing
+        choice.logprobs = logprobs
         return Body(id: id, object: chat ? "chat.completion" : "text_completion", created: created, model: model,
                     choices: [choice], usage: usage)
     }
 
     /// One streamed chunk: the role first (chat), then text, `finish` on the last one.
-    func chunk(role: Bool, text: String, finish: String?, routing: [RoutingEntry]? = nil) -> Body {
+    func chunk(role: Bool, text: String, finish: String?, routing: [RoutingEntry]? = nil, logprobs: LogprobsValue? = nil) -> Body {
         var choice = chat ? Choice(delta: Message(role: role ? "assistant" : nil, content: text), finishReason: finish, chat: true)
             : Choice(text: text, finishReason: finish, chat: false)
         choice.routing = routing
+        choice.logprobs = logprobs
         return Body(id: id, object: chat ? "chat.completion.chunk" : "text_completion", created: created, model: model,
                     choices: [choice], usage: nil)
     }

@@ -8,11 +8,22 @@ import Model
 public final class Scheduler: @unchecked Sendable {
     /// What a ticket receives, in order: pieces of text, then one end.
     public enum Event {
-        /// Text made final, with the routing of the tokens it came from (requests with `routing` only).
-        case piece(String, routing: [BatchGenerator.TokenRouting])
-        /// The end, with the last piece of text (possibly empty) and its tokens' routing.
-        case finished(GenerationResult, last: String, routing: [BatchGenerator.TokenRouting])
+        /// Text made final, with what was asked about the tokens it came from.
+        case piece(String, Tokens)
+        /// The end, with the last piece of text (possibly empty) and its tokens.
+        case finished(GenerationResult, last: String, Tokens)
         case failed(String)
+    }
+
+    /// What a request asked to know of each generated token: its routing, its log-probability (empty otherwise).
+    public struct Tokens {
+        public var routing: [BatchGenerator.TokenRouting] = []
+        public var logprobs: [BatchGenerator.TokenLogprob] = []
+
+        public static func += (a: inout Tokens, b: Tokens) {
+            a.routing += b.routing
+            a.logprobs += b.logprobs
+        }
     }
 
     /// One submitted generation, as its request thread sees it.
@@ -23,8 +34,8 @@ public final class Scheduler: @unchecked Sendable {
         private var ended = false
         fileprivate var cancelRequested = false
         fileprivate var id: Int?
-        /// Routing of tokens whose text is not final yet (scheduler thread only).
-        fileprivate var routing: [BatchGenerator.TokenRouting] = []
+        /// What was asked of the tokens whose text is not final yet (scheduler thread only).
+        fileprivate var tokens = Tokens()
 
         init(_ request: BatchGenerator.Request) { self.request = request }
 
@@ -165,13 +176,14 @@ public final class Scheduler: @unchecked Sendable {
             lock.lock()
             for update in updates {
                 guard let ticket = running[update.id] else { continue }
-                if let routing = update.routing { ticket.routing.append(routing) }
+                if let routing = update.routing { ticket.tokens.routing.append(routing) }
+                if let logprob = update.logprob { ticket.tokens.logprobs.append(logprob) }
                 if let result = update.result {
-                    ticket.deliver(.finished(result, last: update.piece, routing: ticket.routing))
+                    ticket.deliver(.finished(result, last: update.piece, ticket.tokens))
                     running[update.id] = nil
                 } else if !update.piece.isEmpty {
-                    ticket.deliver(.piece(update.piece, routing: ticket.routing))
-                    ticket.routing.removeAll()
+                    ticket.deliver(.piece(update.piece, ticket.tokens))
+                    ticket.tokens = Tokens()
                 }
             }
             lock.broadcast()

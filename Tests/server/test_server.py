@@ -272,6 +272,43 @@ class Routing(unittest.TestCase):
             self.assertEqual((status, error["error"]["param"]), (400, "routing"), error)
 
 
+class Logprobs(unittest.TestCase):
+    def test_chat_logprobs(self):
+        client = SERVER.client()
+        messages = [{"role": "user", "content": "Count."}]
+        whole = client.chat.completions.create(model="lora-a", messages=messages, max_tokens=6, temperature=0,
+                                               logprobs=True, top_logprobs=3)
+        content = whole.choices[0].logprobs.content
+        self.assertEqual(len(content), whole.usage.completion_tokens)
+        for entry in content:
+            self.assertLessEqual(entry.logprob, 0)
+            self.assertEqual(len(entry.top_logprobs), 3)
+            # Greedy: the chosen token is the most likely one.
+            self.assertAlmostEqual(entry.logprob, entry.top_logprobs[0].logprob, places=5)
+            self.assertEqual(entry.token, entry.top_logprobs[0].token)
+            self.assertEqual(bytes(entry.bytes).decode("utf-8", "replace"), entry.token)
+        chunks = client.chat.completions.create(model="lora-a", messages=messages, max_tokens=6, temperature=0,
+                                                logprobs=True, top_logprobs=3, stream=True)
+        streamed = [e.logprob for c in chunks for ch in c.choices if ch.logprobs for e in ch.logprobs.content]
+        # The second request copies the first's prompt from the cache, computed in other chunks: equal to rounding.
+        self.assertEqual(len(streamed), len(content))
+        for a, b in zip(streamed, content):
+            self.assertAlmostEqual(a, b.logprob, delta=1e-5)
+
+    def test_completion_logprobs(self):
+        r = SERVER.client().completions.create(model="model", prompt="Question 7:", max_tokens=5, temperature=0, logprobs=2)
+        lp = r.choices[0].logprobs
+        self.assertEqual(len(lp.tokens), r.usage.completion_tokens)
+        self.assertEqual(len(lp.token_logprobs), len(lp.tokens))
+        self.assertEqual([len(t) for t in lp.top_logprobs], [2] * len(lp.tokens))
+        self.assertEqual(lp.text_offset[0], 0)
+        status, error = SERVER.json("POST", "/v1/completions", {"prompt": "x", "logprobs": 9})
+        self.assertEqual((status, error["error"]["param"]), (400, "logprobs"))
+        status, error = SERVER.json("POST", "/v1/chat/completions",
+                                    {"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})
+        self.assertEqual((status, error["error"]["param"]), (400, "top_logprobs"))
+
+
 class Isolation(unittest.TestCase):
     def test_concurrent_requests_match_alone(self):
         cases = [("model", {}), ("lora-a", {}), ("lora-b", {}), ("moe-token", {}), ("moe-layer", {}),
