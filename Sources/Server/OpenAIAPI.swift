@@ -136,14 +136,14 @@ public final class OpenAIAPI: @unchecked Sendable {
 
     private func models() -> ModelList {
         var data = [ModelEntry(id: settings.modelName, created: created, ownedBy: "loraswitch", parent: nil)]
-        for adapter in engine.adapters {
+        for adapter in engine.adapters where !adapter.name.hasPrefix("\u{0}") {
             data.append(ModelEntry(id: adapter.name, created: created, ownedBy: "loraswitch", parent: settings.modelName))
         }
         return ModelList(data: data)
     }
 
     private func adapterList() -> AdapterList {
-        AdapterList(data: engine.adapters.map { registered in
+        AdapterList(data: engine.adapters.filter { !$0.name.hasPrefix("\u{0}") }.map { registered in
             let adapter = registered.adapter
             let kind: String
             switch adapter.routing {
@@ -196,35 +196,15 @@ public final class OpenAIAPI: @unchecked Sendable {
         let model = try body.string("model") ?? settings.modelName
         var adapter: String?
         if model != settings.modelName {
-            guard engine.adapters.contains(where: { $0.name == model }) else {
-                throw APIError(400, "unknown model or adapter '\(model)' (known: \(([settings.modelName] + engine.adapters.map(\.name)).joined(separator: ", ")))",
+            guard engine.adapters.contains(where: { $0.name == model }), !model.hasPrefix("\u{0}") else {
+                throw APIError(400, "unknown model or adapter '\(model)' (known: \(([settings.modelName] + engine.adapters.map(\.name).filter { !$0.hasPrefix("\u{0}") }).joined(separator: ", ")))",
                                param: "model", code: "model_not_found")
             }
             adapter = model
         }
         var scale: Float?
         if let list = try body.array("adapters") {
-            guard list.count <= 1 else {
-                throw APIError.invalid("'adapters' takes one adapter per request in this version", param: "adapters")
-            }
-            adapter = nil
-            if case let .object(entry)? = list.first {
-                let item = RequestBody(object: entry)
-                guard let name = try item.string("name") else { throw APIError.invalid("'adapters[0].name' is required", param: "adapters") }
-                guard let registered = engine.adapters.first(where: { $0.name == name }) else {
-                    throw APIError(400, "unknown adapter '\(name)'", param: "adapters", code: "adapter_not_found")
-                }
-                if let s = try item.number("scale", in: -100...100) {
-                    guard case .fixed = registered.adapter.routing else {
-                        throw APIError.invalid("'\(name)' is a mixture of experts: its router sets the gates, so it takes no scale",
-                                               param: "adapters")
-                    }
-                    scale = Float(s)
-                }
-                adapter = name
-            } else if !list.isEmpty {
-                throw APIError.invalid("'adapters' must be a list of {\"name\", \"scale\"} objects", param: "adapters")
-            }
+            (adapter, scale) = try adapters(list)
         }
 
         var options = GenerationOptions()
@@ -311,6 +291,59 @@ public final class OpenAIAPI: @unchecked Sendable {
         return Generation(prompt: prompt, adapter: adapter, scale: scale, options: options, stream: stream,
                           includeUsage: includeUsage, model: model, routing: routing, logprobs: logprobs)
     }
+
+    /// The extension field `adapters: [{"name", "scale"?}]`: none (the bare model), one (any kind; a scale for a
+    /// static LoRA only), or several static LoRAs applied together, each at its scale (registered once per
+    /// combination, under a name that starts with NUL so that no listing shows it).
+    private func adapters(_ list: [TemplateValue]) throws -> (name: String?, scale: Float?) {
+        var items: [(registered: RegisteredAdapter, scale: Float?)] = []
+        for (i, value) in list.enumerated() {
+            guard case let .object(entry) = value else {
+                throw APIError.invalid("'adapters' must be a list of {\"name\", \"scale\"} objects", param: "adapters")
+            }
+            let item = RequestBody(object: entry)
+            guard let name = try item.string("name") else { throw APIError.invalid("'adapters[\(i)].name' is required", param: "adapters") }
+            guard let registered = engine.adapters.first(where: { $0.name == name }), !name.hasPrefix("\u{0}") else {
+                throw APIError(400, "unknown adapter '\(name)'", param: "adapters", code: "adapter_not_found")
+            }
+            let scale = try item.number("scale", in: -100...100).map(Float.init)
+            guard case .fixed = registered.adapter.routing else {
+                if scale != nil {
+                    throw APIError.invalid("'\(name)' is a mixture of experts: its router sets the gates, so it takes no scale",
+                                           param: "adapters")
+                }
+                guard list.count == 1 else {
+                    throw APIError.invalid("'\(name)' is a mixture of experts: it runs alone, not mixed with other adapters",
+                                           param: "adapters")
+                }
+                return (name, nil)
+            }
+            items.append((registered, scale))
+        }
+        if items.count <= 1 { return (items.first?.registered.name, items.first?.scale) }
+        let name = "\u{0}mix:" + items.map { "\($0.registered.name)*\($0.scale ?? 1)" }.joined(separator: "+")
+        lock.lock()
+        defer { lock.unlock() }
+        if (try? engine.adapter(name)) == nil {
+            guard mixtures < Self.maxMixtures else {
+                throw APIError.invalid("more than \(Self.maxMixtures) distinct combinations of adapters were asked for", param: "adapters")
+            }
+            let specs = items.flatMap { item in
+                item.registered.specs.map { AdapterSpec(path: $0.path, weight: $0.weight * (item.scale ?? 1)) }
+            }
+            do {
+                try engine.register(name, specs: specs, strategy: .fused)
+            } catch {
+                throw APIError.invalid("these adapters cannot be applied together: \(error.localizedDescription)", param: "adapters")
+            }
+            mixtures += 1
+        }
+        return (name, nil)
+    }
+
+    /// Combinations of static LoRAs registered so far (each holds its adapters' weights once more).
+    private var mixtures = 0
+    private static let maxMixtures = 64
 
     private func generate(_ request: HTTPRequest, chat: Bool, _ trace: Trace) throws -> HTTPResponse {
         let g = try parse(RequestBody(request.body), chat: chat)

@@ -272,6 +272,21 @@ class Routing(unittest.TestCase):
             self.assertEqual((status, error["error"]["param"]), (400, "routing"), error)
 
 
+class Mixing(unittest.TestCase):
+    def test_static_loras_mix_per_request(self):
+        prompt = "Question 8: what is"
+        halves = greedy("model", prompt, 12, adapters=[{"name": "lora-a", "scale": 0.5}, {"name": "lora-a", "scale": 0.5}])
+        self.assertEqual(halves, greedy("lora-a", prompt, 12))
+        mixed = greedy("model", prompt, 12, adapters=[{"name": "lora-a", "scale": 0.7}, {"name": "lora-b", "scale": 0.6}])
+        self.assertEqual(mixed, greedy("model", prompt, 12, adapters=[{"name": "lora-a", "scale": 0.7},
+                                                                        {"name": "lora-b", "scale": 0.6}]))
+        self.assertNotIn(mixed, (greedy("lora-a", prompt, 12), greedy("lora-b", prompt, 12)))
+        self.assertEqual(greedy("lora-a", prompt, 12, adapters=[]), greedy("model", prompt, 12))
+        status, error = SERVER.json("POST", "/v1/completions", {"prompt": "x", "adapters": [{"name": "lora-a"}, {"name": "moe-token"}]})
+        self.assertEqual((status, error["error"]["param"]), (400, "adapters"))
+        self.assertEqual({m.id for m in SERVER.client().models.list().data}, {"model", *ADAPTERS})
+
+
 class Logprobs(unittest.TestCase):
     def test_chat_logprobs(self):
         client = SERVER.client()
