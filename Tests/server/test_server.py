@@ -3,7 +3,7 @@
 
 Run by scripts/test.sh (which makes a venv with the `openai` package) as
 
-    python Tests/server/test_server.py [LORASWITCH_BINARY]
+    LORASWITCH=.build/debug/loraswitch python Tests/server/test_server.py [unittest arguments]
 
 No network: the server listens on a free loopback port; the model is a tiny random Llama written here (the
 bytelevel-gpt2 fixture tokenizer and a ChatML template) and the adapters are trained on it by `loraswitch train`
@@ -449,6 +449,53 @@ class Faults(unittest.TestCase):
             server.stop()
 
 
+class ChatPage(unittest.TestCase):
+    """The page at / in headless Chromium (Debian's chromium and chromium-driver, Selenium from PyPI)."""
+
+    def test_page_streams_and_colors_by_expert(self):
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import Select, WebDriverWait
+
+        options = Options()
+        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+            options.add_argument(flag)
+        options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+        driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
+        try:
+            driver.get(SERVER.base + "/")
+            wait = WebDriverWait(driver, 60)
+            wait.until(lambda d: len(Select(d.find_element(By.ID, "model")).options) == 1 + len(ADAPTERS))
+            Select(driver.find_element(By.ID, "model")).select_by_value("moe-token")
+            prompt = "Question 2: what is two plus two?"
+            driver.find_element(By.ID, "prompt").send_keys(prompt)
+            driver.find_element(By.ID, "send").click()
+            wait.until(lambda d: d.execute_script("return messages.length") == 2)
+            answer = driver.execute_script("return messages[1].content")
+            # The page's request (default sampling, default seed) gives what the API gives for the same request.
+            expected = SERVER.client().chat.completions.create(
+                model="moe-token", messages=[{"role": "user", "content": prompt}]).choices[0].message.content
+            self.assertEqual(answer, expected)
+            shown = driver.execute_script("const a = document.querySelectorAll('.assistant'); return a[a.length - 1].textContent")
+            self.assertEqual(shown, answer)
+            spans = driver.find_elements(By.CSS_SELECTOR, ".assistant .tok")
+            self.assertTrue(spans)
+            colors = {span.value_of_css_property("background-color") for span in spans}
+            self.assertTrue(all(c not in ("rgba(0, 0, 0, 0)", "transparent") for c in colors), colors)
+            self.assertIn("expert", spans[0].get_attribute("title"))
+            # The base model has no router: plain text, no colors.
+            driver.find_element(By.ID, "reset").click()
+            Select(driver.find_element(By.ID, "model")).select_by_value("model")
+            driver.find_element(By.ID, "prompt").send_keys("Hello")
+            driver.find_element(By.ID, "send").click()
+            wait.until(lambda d: d.execute_script("return messages.length") == 2)
+            self.assertFalse(driver.find_elements(By.CSS_SELECTOR, ".assistant .tok"))
+        finally:
+            driver.quit()
+
+
 class Soak(unittest.TestCase):
     def test_many_clients(self):
         names = ["model", "lora-a", "lora-b", "moe-token", "moe-layer"]
@@ -478,6 +525,4 @@ class Soak(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and not sys.argv[1].startswith("-"):
-        BINARY = sys.argv.pop(1)
     unittest.main(verbosity=2)
