@@ -252,7 +252,7 @@ public final class HTTPServer: @unchecked Sendable {
 }
 
 /// OpenAI's error object.
-func errorBody(_ message: String, type: String, param: String? = nil, code: String? = nil) -> Data {
+public func errorBody(_ message: String, type: String, param: String? = nil, code: String? = nil) -> Data {
     struct Body: Encodable {
         struct Detail: Encodable {
             let message: String

@@ -81,7 +81,11 @@ struct ServeCommand: Command {
             return source
         }
 
-        printError("loraswitch serve: loading \(modelPath)")
+        // Listening starts first: while the model loads, /health answers 503 ("loading") and everything else 503.
+        let ready = LoadingGate()
+        let server = try HTTPServer(host: host, port: port, connections: parallel + queue + 16, timeout: timeout,
+                                    maxBody: maxBody, handler: ready.handle)
+        printError("loraswitch serve: listening on http://\(host):\(server.port); loading \(modelPath)")
         let engine = try Engine(modelPath: modelPath, threads: threads)
         for (name, spec) in adapters {
             try engine.register(name, specs: [spec])
@@ -93,9 +97,8 @@ struct ServeCommand: Command {
         let api = try OpenAIAPI(engine: engine, scheduler: scheduler,
                                 settings: .init(modelName: modelName, apiKey: apiKey, metrics: metrics, context: context))
         api.log = { printError($0) }
-        let server = try HTTPServer(host: host, port: port, connections: parallel + queue + 16, timeout: timeout,
-                                    maxBody: maxBody, handler: api.handle)
-        printError("loraswitch serve: listening on http://\(host):\(server.port) (model '\(modelName)', \(parallel) parallel, queue \(queue))")
+        ready.open(api)
+        printError("loraswitch serve: ready on http://\(host):\(server.port) (model '\(modelName)', \(parallel) parallel, queue \(queue))")
 
         stop.wait()
         printError("loraswitch serve: draining (no new requests; running ones finish)")
@@ -106,5 +109,27 @@ struct ServeCommand: Command {
         server.stop()
         _ = sources
         printError("loraswitch serve: stopped")
+    }
+}
+
+/// Answers for the API once it is there, and 503 before (the model is loading).
+private final class LoadingGate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var api: OpenAIAPI?
+
+    func open(_ api: OpenAIAPI) {
+        lock.lock()
+        self.api = api
+        lock.unlock()
+    }
+
+    func handle(_ request: HTTPRequest) -> HTTPResponse {
+        lock.lock()
+        let api = self.api
+        lock.unlock()
+        if let api { return api.handle(request) }
+        let body = request.path == "/health" ? Data(#"{"status":"loading"}"#.utf8)
+            : errorBody("the model is loading", type: "server_error", code: "loading")
+        return .full(status: 503, headers: [("Content-Type", "application/json"), ("Retry-After", "1")], body: body)
     }
 }

@@ -94,6 +94,61 @@ struct BatchGeneratorTests {
         #expect(results[3]?.promptTokensEvaluated == 1 && results[4]?.promptTokensEvaluated == prompt.count + 1)
     }
 
+    /// Routing and logprobs asked by some requests of a mixed batch: each generated token's router decision is the
+    /// one its sequence's producing position gets alone (the session's observer), and its log-probability is the
+    /// log-softmax of the logits it gets alone; requests that do not ask get neither.
+    @Test func routingAndLogprobsFollowEachSequence() throws {
+        let e = try Self.makeEngine()
+        let requests: [BatchGenerator.Request] = [
+            .init(prompt: [20, 21, 22, 23, 24], adapter: "token", options: Self.options(6), routing: true, logprobs: 3),
+            .init(prompt: [5, 6, 7], options: Self.options(5)),
+            .init(prompt: [31, 32, 33, 34, 35, 36, 37, 38], adapter: "token", options: Self.options(7), routing: true),
+            .init(prompt: [12, 13], adapter: "lora", options: Self.options(4), logprobs: 0),
+            .init(prompt: [40, 41], adapter: "token", options: Self.options(4)),
+        ]
+        let batch = try BatchGenerator(engine: e, maxRows: 6, prefillChunk: 3, context: 64)
+        for r in requests { try batch.submit(r) }
+        var routing = [[BatchGenerator.TokenRouting]](repeating: [], count: requests.count)
+        var logprobs = [[BatchGenerator.TokenLogprob]](repeating: [], count: requests.count)
+        var tokens = [[Int]](repeating: [], count: requests.count)
+        try batch.runToCompletion { update in
+            if let r = update.routing { routing[update.id].append(r) }
+            if let l = update.logprob { logprobs[update.id].append(l) }
+            if let result = update.result { tokens[update.id] = result.tokens }
+        }
+        #expect(routing[1].isEmpty && routing[3].isEmpty && routing[4].isEmpty && logprobs[1].isEmpty && logprobs[2].isEmpty)
+        for i in [0, 2, 3] {
+            let request = requests[i]
+            // Alone: the prompt, then each generated token but the last fed back, one forward pass each.
+            let session = InferenceSession(model: e.model, pool: e.pool, capacity: 64)
+            var decisions: [Int: BatchGenerator.TokenRouting] = [:]
+            let adapter = try e.adapter(request.adapter!).adapter
+            session.adapters = try adapter.runtime(.fused, for: session, observer: request.routing ? { row, experts, gates in
+                decisions[session.position + row] = .init(experts: experts, gates: gates)
+            } : nil)
+            var fed = request.prompt
+            var row = try session.prefill(request.prompt)
+            for (j, token) in tokens[i].enumerated() {
+                let position = fed.count - 1
+                if request.routing { #expect(routing[i][j] == decisions[position], "request \(i) token \(j)") }
+                if let top = request.logprobs {
+                    let alone = BatchGenerator.logprob(of: token, in: row, top: top)
+                    #expect(abs(logprobs[i][j].logprob - alone.logprob) < 1e-5 && logprobs[i][j].top.map(\.token) == alone.top.map(\.token),
+                            "request \(i) token \(j)")
+                    #expect(logprobs[i][j].top.count == top)
+                }
+                guard j + 1 < tokens[i].count else { break }
+                fed.append(token)
+                row = try session.decode(token)
+            }
+            #expect(routing[i].count == (request.routing ? tokens[i].count : 0))
+        }
+        #expect(throws: EngineError.routingWithoutRouter("layer")) {
+            try batch.submit(.init(prompt: [1], adapter: "layer", options: Self.options(1), routing: true))
+        }
+        #expect(throws: EngineError.routingWithoutRouter(nil)) { try batch.submit(.init(prompt: [1], options: Self.options(1), routing: true)) }
+    }
+
     @Test func badRequestsAreRefused() throws {
         let e = try Self.makeEngine()
         let batch = try BatchGenerator(engine: e, maxRows: 4, context: 16)
