@@ -352,6 +352,31 @@ def commands(work, tasks, train):
     return lines
 
 
+def reference_section(path):
+    """Markdown for scripts/study/reference.py's output: base zero-shot beside lm-evaluation-harness."""
+    if not os.path.exists(path):
+        return ["### Checked against lm-evaluation-harness", "", "(not run: scripts/study/reference.py)", ""]
+    r = load_json(path)
+    ref = r["reference"]
+    md = ["### Checked against lm-evaluation-harness", "",
+          f"base-0shot again, beside lm-evaluation-harness {ref['lm_eval']} (`hf` backend: transformers "
+          f"{ref['transformers']}, torch {ref['torch']}, {ref['dtype']}, on the default model dequantized by "
+          f"transformers' GGUF loader), the first {r['limit']} test examples of each task, {r['threads']} threads, "
+          f"{r['date']} (`scripts/study/reference.py`). Differing: examples whose argmax differs where the "
+          f"reference's top two are more than {r['tie']:g} apart (at ties: "
+          f"{sum(x['differences_at_ties'] for x in r['rows'])}). Speed: ours as a whole command (model load "
+          "included), lm-evaluation-harness with its model already loaded.", "",
+          "| task | n | acc ours | acc lm-eval | acc_norm ours | acc_norm lm-eval | differing acc / acc_norm "
+          "| max abs loglik diff | ex/s ours | ex/s lm-eval | speed-up |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for x in r["rows"]:
+        md.append(f"| {x['task']} | {x['n']} | {pct(x['acc'])} | {pct(x['reference_acc'])} | {pct(x['acc_norm'])} "
+                  f"| {pct(x['reference_acc_norm'])} | {len(x['acc_differs'])} / {len(x['acc_norm_differs'])} "
+                  f"| {x['max_abs_loglik_diff']:.1e} | {x['examples_per_second']:.2f} "
+                  f"| {x['reference_examples_per_second']:.2f} | ×{x['speedup']:.1f} |")
+    return md + [""]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--work", required=True)
@@ -375,6 +400,11 @@ def main():
           f"Written by `scripts/study/report.py` from `{a.work}` on {datetime.date.today().isoformat()}. "
           "Reproduce with `scripts/study/run.sh` (see the commands below). Methods:", ""]
     md += [f"- `{m}`: {DESCRIPTION[m]}" for m in METHODS]
+    # What the figures say, written by hand after a run (kept beside RESULTS.md, so a rerun of the report keeps it).
+    findings = os.path.join(a.out, "findings.md")
+    if os.path.exists(findings):
+        with open(findings) as f:
+            md += ["", "## Findings", "", f.read().strip()]
     md += ["", "## Accuracy (test splits)", "",
            "acc and acc_norm in %, ± the standard error (lm-evaluation-harness's); the average is the unweighted mean "
            "over the tasks, its error sqrt(Σ se²)/T.", ""]
@@ -407,6 +437,9 @@ def main():
                 d = 100 * (avgs[m]["acc"] - avgs["base-0shot"]["acc"])
                 md.append(f"- {m} − base-0shot, average acc: {d:+.2f} points ({'≥' if d >= 10 else 'BELOW'} 10)")
     md.append("")
+
+    # The reference checks (scripts/study/reference.py), when they have been run.
+    md += reference_section(os.path.join(a.out, "reference.json"))
 
     # Evaluation speed.
     md += ["### Evaluation time", "", "| method | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
