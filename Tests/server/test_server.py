@@ -405,6 +405,20 @@ class Faults(unittest.TestCase):
             time.sleep(0.05)
         self.assertEqual(self.busy(SERVER), 0)
 
+    def test_stalled_client_times_out(self):
+        server = Server(MODEL, {}, "--timeout", "1")
+        try:
+            s = socket.create_connection(("127.0.0.1", server.port))
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"prompt")
+            s.settimeout(10)
+            start = time.time()
+            self.assertEqual(s.recv(4096), b"")  # closed by the server, not answered
+            self.assertLess(time.time() - start, 8)
+            s.close()
+            self.assertEqual(server.json("GET", "/health")[0], 200)
+        finally:
+            server.stop()
+
     def test_queue_overflow(self):
         server = Server(MODEL, {}, "--parallel", "1", "--queue", "1")
         try:
