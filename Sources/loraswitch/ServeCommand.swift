@@ -1,5 +1,4 @@
 import Adapters
-import Dispatch
 import Engine
 import Foundation
 import Server
@@ -70,16 +69,15 @@ struct ServeCommand: Command {
     }
 
     func run() throws {
-        // SIGTERM and SIGINT drain instead of killing: ignored as signals, read from a dispatch source.
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        let stop = DispatchSemaphore(value: 0)
-        let sources = [SIGTERM, SIGINT].map { number -> DispatchSourceSignal in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { stop.signal() }
-            source.resume()
-            return source
-        }
+        // SIGTERM and SIGINT drain instead of killing. They are blocked here, before any thread starts, so that
+        // every thread (the pool's, the HTTP library's, the scheduler) inherits the mask and the main thread takes
+        // them with sigwait once the server runs. (An ignored signal is discarded before anyone can read it, and a
+        // signal left unblocked in one thread ends the process there.)
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        sigaddset(&stopSignals, SIGTERM)
+        sigaddset(&stopSignals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
 
         // Listening starts first: while the model loads, /health answers 503 ("loading") and everything else 503.
         let ready = LoadingGate()
@@ -100,14 +98,14 @@ struct ServeCommand: Command {
         ready.open(api)
         printError("loraswitch serve: ready on http://\(host):\(server.port) (model '\(modelName)', \(parallel) parallel, queue \(queue))")
 
-        stop.wait()
-        printError("loraswitch serve: draining (no new requests; running ones finish)")
+        var received: Int32 = 0
+        while sigwait(&stopSignals, &received) != 0 {}
+        printError("loraswitch serve: \(received == SIGINT ? "SIGINT" : "SIGTERM"): draining (no new requests; running ones finish)")
         api.beginDraining()
         scheduler.drain()
         server.quiesce()
         if !server.waitIdle(timeout: 30) { printError("loraswitch serve: closing connections still open after 30 s") }
         server.stop()
-        _ = sources
         printError("loraswitch serve: stopped")
     }
 }

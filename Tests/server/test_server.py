@@ -510,6 +510,21 @@ class ChatPage(unittest.TestCase):
             driver.quit()
 
 
+class Signals(unittest.TestCase):
+    def test_sigint_on_a_server_that_served_stops_it(self):
+        server = Server(MODEL, ADAPTERS)
+        try:
+            for model in ("model", "lora-a", "moe-token"):
+                greedy(model, "Question 1:", 4, server=server)
+            server.process.send_signal(signal.SIGINT)
+            self.assertEqual(server.process.wait(30), 0, "\n".join(server.log))
+            server.reader.join(5)
+            self.assertTrue(any("SIGINT: draining" in line for line in server.log), server.log)
+            self.assertTrue(any("stopped" in line for line in server.log), server.log)
+        finally:
+            server.stop()
+
+
 class Soak(unittest.TestCase):
     def test_many_clients(self):
         names = ["model", "lora-a", "lora-b", "moe-token", "moe-layer"]
