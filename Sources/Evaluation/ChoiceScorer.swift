@@ -26,12 +26,15 @@ public final class ChoiceScorer {
         contextRow = FloatBuffer(count: vocabulary, zeroed: false)
     }
 
-    /// The log-likelihood (nats) of each choice's continuation given the context, in choice order. The session's
-    /// earlier contents are dropped.
+    /// The log-likelihood (nats) of each choice's continuation given the context, in choice order. What the session
+    /// holds of the previous example's context is kept as far as this context shares it (all but its last token,
+    /// which runs for its logits: tasks whose contexts share a template prefix skip it); anything else is dropped.
     public func score(_ example: EncodedExample) throws -> [Double] {
         let context = example.context
-        session.reset()
-        let last = try session.prefill(context)
+        if session.position != cached.count { cached = [] } // the session was used elsewhere since
+        let keep = min(commonPrefixLength(cached, context[...]), context.count - 1)
+        session.truncate(to: max(0, keep))
+        let last = try session.prefill(Array(context[max(0, keep)...]))
         _ = contextRow.buffer.update(fromContentsOf: last)
         let contextNormalizer = logSumExp(contextRow.pointer, count: vocabulary)
         cached = context
