@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Kernels", "Formats", "Text", "Model", "Adapters"], swiftSettings: swiftFlags),
         .target(name: "Evaluation", dependencies: ["Kernels", "Formats", "Text", "Model", "Adapters"], swiftSettings: swiftFlags),
         // The OpenAI-compatible HTTP API over an engine (libmicrohttpd underneath).
-        .target(name: "Server", dependencies: ["CMicroHTTPD", "Engine", "Model", "Adapters", "Text"], swiftSettings: swiftFlags),
+        .target(name: "Server", dependencies: ["CMicroHTTPD", "Formats", "Engine", "Model", "Adapters", "Text"], swiftSettings: swiftFlags),
         // The executable carries the Swift runtime and Foundation (-static-stdlib, at compile time too so that
         // Foundation's static module names the archives it needs): loading a dozen shared Swift libraries cost
         // ~7 MiB of resident memory per run. The libraries and tests link them dynamically as before.

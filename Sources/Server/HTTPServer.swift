@@ -1,4 +1,5 @@
 import CMicroHTTPD
+import Formats
 import Foundation
 
 // HTTP through GNU libmicrohttpd: its listening thread, a thread per connection (bounded by the connection limit),
@@ -257,18 +258,8 @@ public func errorBody(_ message: String, type: String, param: String? = nil, cod
         struct Detail: Encodable {
             let message: String
             let type: String
-            let param: String?
-            let code: String?
-
-            func encode(to encoder: Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(message, forKey: .message)
-                try c.encode(type, forKey: .type)
-                try c.encode(param, forKey: .param)
-                try c.encode(code, forKey: .code)
-            }
-
-            enum CodingKeys: String, CodingKey { case message, type, param, code }
+            @JSONNull var param: String?
+            @JSONNull var code: String?
         }
 
         let error: Detail

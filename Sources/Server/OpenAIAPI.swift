@@ -92,12 +92,14 @@ public final class OpenAIAPI: @unchecked Sendable {
         return response
     }
 
+    /// Every path and the methods it answers.
+    private static let routes: [String: [String]] = [
+        "/": ["GET"], "/health": ["GET"], "/metrics": ["GET"], "/v1/models": ["GET"], "/v1/adapters": ["GET"],
+        "/v1/completions": ["POST"], "/v1/chat/completions": ["POST"], "/tokenize": ["POST"], "/detokenize": ["POST"],
+    ]
+
     private func route(_ request: HTTPRequest, _ trace: Trace) -> HTTPResponse {
-        let routes: [String: [String]] = [
-            "/": ["GET"], "/health": ["GET"], "/metrics": ["GET"], "/v1/models": ["GET"], "/v1/adapters": ["GET"],
-            "/v1/completions": ["POST"], "/v1/chat/completions": ["POST"], "/tokenize": ["POST"], "/detokenize": ["POST"],
-        ]
-        guard let methods = routes[request.path], request.path != "/metrics" || settings.metrics else {
+        guard let methods = Self.routes[request.path], request.path != "/metrics" || settings.metrics else {
             return APIError(404, "no route \(request.path)", code: "not_found").response
         }
         guard methods.contains(request.method) else {
@@ -177,19 +179,12 @@ public final class OpenAIAPI: @unchecked Sendable {
 
     // MARK: - Generation
 
-    /// A generation request, checked.
+    /// A generation request, checked: the batch's request and how to answer it.
     private struct Generation {
-        var prompt: [Int]
-        var adapter: String?
-        var scale: Float?
-        var options: GenerationOptions
+        var request: BatchGenerator.Request
         var stream: Bool
         var includeUsage: Bool
         var model: String
-        /// Return each generated token's experts and gates (`"routing": {"return": true}`).
-        var routing: Bool
-        /// Return each generated token's log-probability with this many alternatives (nil: no logprobs).
-        var logprobs: Int?
     }
 
     private func parse(_ body: RequestBody, chat: Bool) throws -> Generation {
@@ -208,7 +203,7 @@ public final class OpenAIAPI: @unchecked Sendable {
         }
 
         var options = GenerationOptions()
-        if let n = try body.integer("n", in: 1...1) { _ = n }
+        _ = try body.integer("n", in: 1...1) // one choice per request; n > 1 is refused, never ignored
         let maxTokens = try body.integer("max_completion_tokens", in: 1...1_000_000) ?? body.integer("max_tokens", in: 1...1_000_000)
         var sampling = SamplingParameters()
         if let t = try body.number("temperature", in: 0...2) { sampling.temperature = Float(t) }
@@ -288,8 +283,9 @@ public final class OpenAIAPI: @unchecked Sendable {
                            param: chat ? "messages" : "prompt", code: "context_length_exceeded")
         }
         options.maxTokens = min(maxTokens ?? settings.context - prompt.count, settings.context - prompt.count)
-        return Generation(prompt: prompt, adapter: adapter, scale: scale, options: options, stream: stream,
-                          includeUsage: includeUsage, model: model, routing: routing, logprobs: logprobs)
+        return Generation(request: .init(prompt: prompt, adapter: adapter, scale: scale, options: options, routing: routing,
+                                         logprobs: logprobs),
+                          stream: stream, includeUsage: includeUsage, model: model)
     }
 
     /// The extension field `adapters: [{"name", "scale"?}]`: none (the bare model), one (any kind; a scale for a
@@ -350,8 +346,7 @@ public final class OpenAIAPI: @unchecked Sendable {
         if isDraining { throw APIError(503, "the server is shutting down", type: "server_error", code: "draining") }
         let ticket: Scheduler.Ticket
         do {
-            ticket = try scheduler.submit(.init(prompt: g.prompt, adapter: g.adapter, scale: g.scale, options: g.options,
-                                                routing: g.routing, logprobs: g.logprobs))
+            ticket = try scheduler.submit(g.request)
         } catch Scheduler.SubmitError.queueFull {
             counters.add(rejected: 1)
             return .full(status: 503, headers: [("Content-Type", "application/json"), ("Retry-After", "1")],
@@ -360,7 +355,7 @@ public final class OpenAIAPI: @unchecked Sendable {
         } catch {
             throw APIError(503, "the server is shutting down", type: "server_error", code: "draining")
         }
-        counters.start(adapter: g.adapter)
+        counters.start(adapter: g.request.adapter)
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         let created = Int(Date().timeIntervalSince1970)
         let shape = ChunkShape(id: id, created: created, model: g.model, chat: chat)
@@ -386,13 +381,10 @@ public final class OpenAIAPI: @unchecked Sendable {
             case let .finished(result, last, more):
                 text += last
                 tokens += more
-                let usage = Usage(prompt: g.prompt.count, completion: result.tokens.count)
-                trace.tokens = (g.prompt.count, result.tokens.count)
-                counters.finish(adapter: g.adapter, promptTokens: g.prompt.count, completionTokens: result.tokens.count)
                 var offset = 0
-                let body = shape.whole(text: text, finish: finishReason(result.stopReason), usage: usage,
-                                       routing: g.routing ? tokens.routing.map(RoutingEntry.init) : nil,
-                                       logprobs: g.logprobs == nil ? nil : logprobsValue(tokens.logprobs, chat: shape.chat, offset: &offset))
+                let (routing, logprobs) = annotations(tokens, g, chat: shape.chat, offset: &offset)
+                let body = shape.whole(text: text, finish: finishReason(result.stopReason), usage: finished(result, g, trace),
+                                       routing: routing, logprobs: logprobs)
                 return .json(200, (try? encode(body)) ?? Data())
             }
         }
@@ -403,9 +395,8 @@ public final class OpenAIAPI: @unchecked Sendable {
         var queued: [Data] = shape.chat ? [event(shape.chunk(role: true, text: "", finish: nil))] : []
         var offset = 0
         func chunk(_ text: String, _ tokens: Scheduler.Tokens, finish: String?) -> Data {
-            event(shape.chunk(role: false, text: text, finish: finish,
-                              routing: g.routing ? tokens.routing.map(RoutingEntry.init) : nil,
-                              logprobs: g.logprobs == nil ? nil : logprobsValue(tokens.logprobs, chat: shape.chat, offset: &offset)))
+            let (routing, logprobs) = annotations(tokens, g, chat: shape.chat, offset: &offset)
+            return event(shape.chunk(role: false, text: text, finish: finish, routing: routing, logprobs: logprobs))
         }
         var done = false
         var finished = false
@@ -421,12 +412,9 @@ public final class OpenAIAPI: @unchecked Sendable {
                     done = true
                 case let .finished(result, last, tokens):
                     queued.append(chunk(last, tokens, finish: finishReason(result.stopReason)))
-                    if g.includeUsage {
-                        queued.append(event(shape.usageChunk(Usage(prompt: g.prompt.count, completion: result.tokens.count))))
-                    }
+                    let usage = self.finished(result, g, trace)
+                    if g.includeUsage { queued.append(event(shape.usageChunk(usage))) }
                     queued.append(Data("data: [DONE]\n\n".utf8))
-                    counters.finish(adapter: g.adapter, promptTokens: g.prompt.count, completionTokens: result.tokens.count)
-                    trace.tokens = (g.prompt.count, result.tokens.count)
                     finished = true
                     done = true
                 }
@@ -440,6 +428,21 @@ public final class OpenAIAPI: @unchecked Sendable {
             log?(trace.line)
         })
         return .stream(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")], body: body)
+    }
+
+    /// A finished generation counted (metrics, the request's log line); its usage.
+    private func finished(_ result: GenerationResult, _ g: Generation, _ trace: Trace) -> Usage {
+        let prompt = g.request.prompt.count, completion = result.tokens.count
+        counters.finish(adapter: g.request.adapter, promptTokens: prompt, completionTokens: completion)
+        trace.tokens = (prompt, completion)
+        return Usage(prompt: prompt, completion: completion)
+    }
+
+    /// What the request asked to know of `tokens`: their routing and their logprobs (nil when not asked).
+    private func annotations(_ tokens: Scheduler.Tokens, _ g: Generation, chat: Bool,
+                             offset: inout Int) -> (routing: [RoutingEntry]?, logprobs: LogprobsValue?) {
+        (g.request.routing ? tokens.routing.map(RoutingEntry.init) : nil,
+         g.request.logprobs == nil ? nil : logprobsValue(tokens.logprobs, chat: chat, offset: &offset))
     }
 
     /// `items` in the shape of the endpoint; `offset` (characters of the completion so far) advances past them.

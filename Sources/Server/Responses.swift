@@ -1,4 +1,5 @@
 import Engine
+import Formats
 import Foundation
 
 // The JSON the API answers with, in OpenAI's shapes (snake_case keys; absent optionals written as null where
@@ -14,19 +15,10 @@ struct ModelEntry: Encodable {
     let object = "model"
     let created: Int
     let ownedBy: String
-    /// The base model an adapter applies to; nil for the base itself.
-    let parent: String?
+    /// The base model an adapter applies to; null for the base itself.
+    @JSONNull var parent: String?
 
     enum CodingKeys: String, CodingKey { case id, object, created, ownedBy = "owned_by", parent }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(object, forKey: .object)
-        try c.encode(created, forKey: .created)
-        try c.encode(ownedBy, forKey: .ownedBy)
-        try c.encode(parent, forKey: .parent)
-    }
 }
 
 struct AdapterList: Encodable {
@@ -120,33 +112,21 @@ struct ChunkShape {
         var content: String?
     }
 
+    /// A choice: `text` for completions, `message` or `delta` for chat (absent keys left out), `logprobs` and
+    /// `finish_reason` null until there are some.
     struct Choice: Encodable {
         let index = 0
         var text: String?
         var message: Message?
         var delta: Message?
-        var finishReason: String?
-        let chat: Bool
+        @JSONNull var finishReason: String?
         var routing: [RoutingEntry]? = nil
-        var logprobs: LogprobsValue? = nil
+        @JSONNull var logprobs: LogprobsValue? = nil
 
         enum CodingKeys: String, CodingKey { case index, text, message, delta, logprobs, finishReason = "finish_reason", routing }
-
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(index, forKey: .index)
-            if chat {
-                if let message { try c.encode(message, forKey: .message) }
-                if let delta { try c.encode(delta, forKey: .delta) }
-            } else {
-                try c.encode(text ?? "", forKey: .text)
-            }
-            try c.encode(logprobs, forKey: .logprobs)
-            try c.encode(finishReason, forKey: .finishReason)
-            if let routing { try c.encode(routing, forKey: .routing) }
-        }
     }
 
+    /// A response or chunk (`usage` left out when nil).
     struct Body: Encodable {
         let id: String
         let object: String
@@ -154,24 +134,12 @@ struct ChunkShape {
         let model: String
         let choices: [Choice]
         let usage: Usage?
-
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(id, forKey: .id)
-            try c.encode(object, forKey: .object)
-            try c.encode(created, forKey: .created)
-            try c.encode(model, forKey: .model)
-            try c.encode(choices, forKey: .choices)
-            if let usage { try c.encode(usage, forKey: .usage) }
-        }
-
-        enum CodingKeys: String, CodingKey { case id, object, created, model, choices, usage }
     }
 
     /// The whole answer of a request that does not stream.
     func whole(text: String, finish: String, usage: Usage, routing: [RoutingEntry]?, logprobs: LogprobsValue?) -> Body {
-        var choice = chat ? Choice(message: Message(role: "assistant", content: text), finishReason: finish, chat: true)
-            : Choice(text: text, finishReason: finish, chat: false)
+        var choice = chat ? Choice(message: Message(role: "assistant", content: text), finishReason: finish)
+            : Choice(text: text, finishReason: finish)
         choice.routing = routing
         choice.logprobs = logprobs
         return Body(id: id, object: chat ? "chat.completion" : "text_completion", created: created, model: model,
@@ -180,8 +148,8 @@ struct ChunkShape {
 
     /// One streamed chunk: the role first (chat), then text, `finish` on the last one.
     func chunk(role: Bool, text: String, finish: String?, routing: [RoutingEntry]? = nil, logprobs: LogprobsValue? = nil) -> Body {
-        var choice = chat ? Choice(delta: Message(role: role ? "assistant" : nil, content: text), finishReason: finish, chat: true)
-            : Choice(text: text, finishReason: finish, chat: false)
+        var choice = chat ? Choice(delta: Message(role: role ? "assistant" : nil, content: text), finishReason: finish)
+            : Choice(text: text, finishReason: finish)
         choice.routing = routing
         choice.logprobs = logprobs
         return Body(id: id, object: chat ? "chat.completion.chunk" : "text_completion", created: created, model: model,

@@ -1,6 +1,7 @@
 import Adapters
 import Evaluation
 import Engine
+import Formats
 import Foundation
 import Kernels
 import Model

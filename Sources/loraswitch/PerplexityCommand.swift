@@ -1,5 +1,6 @@
 import Evaluation
 import Engine
+import Formats
 import Foundation
 import Kernels
 import Model
