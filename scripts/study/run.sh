@@ -19,6 +19,11 @@
 #   STUDY_RESULTS        where RESULTS.md, study.json and the PNGs go (default: study/ in the repository)
 #   STUDY_TASKS          comma-separated BIG-bench tasks (default below)
 #   STUDY_STAGES         comma-separated stages to run: data,train,eval,decode,routing,report (default all)
+#   STUDY_ROWS           comma-separated rows to train and score (default all six: base-0shot,base-3shot,lora,
+#                        moe-layer,moe-token,moe-token-late); the report needs all six
+#   STUDY_EVAL_SPLIT     test (default) or validation: the split the eval stage scores. Validation scores go to
+#                        eval-validation/ beside eval/ and are what the hyperparameters are picked on; the report
+#                        reads the test scores only
 #   STUDY_THREADS        threads of every loraswitch call (default 2)
 #   training budget, the same for every trained row:
 #   STUDY_TRAIN_PER_TASK train examples per task (default 1500: all)   STUDY_VALID_PER_TASK (default 50)
@@ -52,6 +57,8 @@ cd "$repo"
 : "${STUDY_TASKS:=hyperbaton,bbq_lite_json,logical_fallacy_detection,social_iqa}"
 : "${STUDY_STAGES:=data,train,eval,decode,routing,report}"
 : "${STUDY_THREADS:=2}"
+: "${STUDY_ROWS:=base-0shot,base-3shot,lora,moe-layer,moe-token,moe-token-late}"
+: "${STUDY_EVAL_SPLIT:=test}"
 : "${STUDY_TRAIN_PER_TASK:=1500}"
 : "${STUDY_VALID_PER_TASK:=50}"
 : "${STUDY_STEPS:=500}"
@@ -90,6 +97,11 @@ bin="$LORASWITCH"
 model_args=()
 [[ -n "$LORASWITCH_MODEL" ]] && model_args=(--model "$LORASWITCH_MODEL")
 IFS=, read -r -a tasks <<< "$STUDY_TASKS"
+case "$STUDY_EVAL_SPLIT" in
+    test | validation) ;;
+    *) echo "run.sh: STUDY_EVAL_SPLIT must be test or validation, not '$STUDY_EVAL_SPLIT'" >&2; exit 1 ;;
+esac
+row_wanted() { [[ ",$STUDY_ROWS," == *",$1,"* ]]; }
 mkdir -p "$STUDY_DIR"
 
 # The settings that fix the results. A work folder holds one study: other settings there are refused rather than
@@ -117,6 +129,7 @@ data="$STUDY_DIR/data"
 adapters="$STUDY_DIR/adapters"
 logs="$STUDY_DIR/logs"
 evals="$STUDY_DIR/eval"
+[[ "$STUDY_EVAL_SPLIT" == validation ]] && evals="$STUDY_DIR/eval-validation"
 mkdir -p "$adapters" "$logs" "$evals"
 
 # ---------------------------------------------------------------------------------------------------------- data
@@ -152,7 +165,8 @@ row_options() {
         moe-token-late) echo "--type moe-token --experts $STUDY_EXPERTS --top-k $STUDY_TOPK --rank $STUDY_RANK --targets $STUDY_TARGETS --layers $layers --router-layer $STUDY_ROUTER_LAYER --aux-loss-coef $STUDY_AUX" ;;
     esac
 }
-trained_rows=(lora moe-layer moe-token moe-token-late)
+trained_rows=()
+for row in lora moe-layer moe-token moe-token-late; do row_wanted "$row" && trained_rows+=("$row"); done
 
 # Whether the training log of a row ends with a finished run (its last "done" record at the last step).
 finished() {
@@ -221,10 +235,10 @@ eval_row() {  # row task extra-args...
     mkdir -p "$evals/$row"
     local limit=()
     [[ -n "$STUDY_TEST_LIMIT" ]] && limit=(--limit "$STUDY_TEST_LIMIT")
-    say "eval $row on $task (test)"
+    say "eval $row on $task ($STUDY_EVAL_SPLIT)"
     local t0 t1
     t0=$(now)
-    "$bin" eval "${model_args[@]}" --task "bigbench:$task" --split test "${limit[@]}" --threads "$STUDY_THREADS" \
+    "$bin" eval "${model_args[@]}" --task "bigbench:$task" --split "$STUDY_EVAL_SPLIT" "${limit[@]}" --threads "$STUDY_THREADS" \
         --json "$json.part" "$@" | tee -i "$evals/$row/$task.txt"
     t1=$(now)
     # The wall time beside the scores (eval --json has none); the .part keeps a killed run from counting as done.
@@ -242,8 +256,8 @@ PY
 
 if want eval; then
     for task in "${tasks[@]}"; do
-        eval_row base-0shot "$task"
-        eval_row base-3shot "$task" --shots 3
+        row_wanted base-0shot && eval_row base-0shot "$task"
+        row_wanted base-3shot && eval_row base-3shot "$task" --shots 3
         for row in "${trained_rows[@]}"; do
             if ! finished "$row"; then
                 say "eval $row: not trained yet; skipped"
@@ -298,7 +312,7 @@ PY
                 done
             done
             mv "$decode.part" "$decode"
-            [[ ${#ready[@]} -eq ${#trained_rows[@]} ]] && touch "$STUDY_DIR/decode.done"
+            [[ ${#ready[@]} -eq 4 ]] && touch "$STUDY_DIR/decode.done"
         fi
     fi
 fi
