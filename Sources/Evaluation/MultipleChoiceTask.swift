@@ -43,25 +43,31 @@ public struct MultipleChoiceTask: Sendable {
         positions = encoded.map(\.positions).max() ?? 0
     }
 
-    /// Scores every example in order; `progress` gets the number done after each.
+    /// Scores every example; `progress` gets the number done so far after each wave of the scorer. The examples run
+    /// in the order of their contexts' tokens, so that neighbours share the longest prefixes (and the scorer's slots
+    /// the most work); the result keeps the task's order. The scorer starts empty (`forget`), so that a task scores
+    /// alike every time.
     public func evaluate(with scorer: ChoiceScorer, progress: (Int) -> Void = { _ in }) throws -> MultipleChoiceResult {
         guard positions <= scorer.session.capacity else {
             throw EvaluationError.invalidParameter(
                 name: "session capacity",
                 problem: "\(scorer.session.capacity) positions, and the longest example of \(file) needs \(positions)")
         }
-        var scores: [ChoiceScores] = []
-        scores.reserveCapacity(examples.count)
-        for (i, example) in examples.enumerated() {
-            let logLikelihoods = try scorer.score(encoded[i])
+        let order = encoded.indices.sorted { a, b in
+            encoded[a].context.lexicographicallyPrecedes(encoded[b].context) || (encoded[a].context == encoded[b].context && a < b)
+        }
+        scorer.forget()
+        let sorted = try scorer.score(order.map { encoded[$0] }, progress: progress)
+        var scores = [ChoiceScores?](repeating: nil, count: examples.count)
+        for (logLikelihoods, i) in zip(sorted, order) {
+            let example = examples[i]
             if let bad = logLikelihoods.firstIndex(where: { !$0.isFinite }) {
                 throw EvaluationError.nonFiniteScore(file: file, line: example.line, choice: bad, value: logLikelihoods[bad])
             }
-            scores.append(ChoiceScores(logLikelihoods: logLikelihoods, characters: encoded[i].choices.map(\.characters),
-                                       gold: example.gold))
-            progress(i + 1)
+            scores[i] = ChoiceScores(logLikelihoods: logLikelihoods, characters: encoded[i].choices.map(\.characters),
+                                     gold: example.gold)
         }
-        return MultipleChoiceResult(scores: scores)
+        return MultipleChoiceResult(scores: scores.map { $0! })
     }
 }
 

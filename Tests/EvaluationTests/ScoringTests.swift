@@ -24,13 +24,14 @@ import Text
         return (model, task)
     }
 
-    /// Every choice of every example scored from scratch in `scratch` and by the scorer over `reused`.
+    /// Every choice of every example scored from scratch in `scratch` and by the scorer over `reused`, `width`
+    /// examples a wave (twice over: the second time every slot starts from what the first left in it).
     private func compare(_ task: MultipleChoiceTask, reused: InferenceSession, scratch: InferenceSession,
-                         rowsPerCall: Int = 32, _ label: String) throws {
-        let scorer = ChoiceScorer(session: reused, rowsPerCall: rowsPerCall)
+                         rowsPerCall: Int = 32, width: Int = 8, _ label: String) throws {
+        let scorer = ChoiceScorer(session: reused, width: width, rowsPerCall: rowsPerCall)
         var worst = 0.0
-        for example in task.encoded {
-            let ours = try scorer.score(example)
+        let examples = task.encoded + task.encoded.reversed()
+        for (example, ours) in zip(examples, try scorer.score(examples)) {
             for (choice, score) in zip(example.choices, ours) {
                 worst = max(worst, abs(score - (try fromScratch(scratch, tokens: choice.tokens, start: choice.start))))
             }
@@ -42,6 +43,10 @@ import Text
         let (model, task) = try fixtureTask(name)
         for rows in [1, 2, 32] {
             try compare(task, reused: session(model), scratch: session(model), rowsPerCall: rows, "\(name), \(rows) rows a call")
+        }
+        // One example at a time, and waves of three (the last wave short).
+        for width in [1, 3] {
+            try compare(task, reused: session(model), scratch: session(model), width: width, "\(name), width \(width)")
         }
         // Prefill chunks shorter than the contexts: the context runs in several passes.
         try compare(task, reused: session(model, chunkSize: 3), scratch: session(model), "\(name), chunks of 3")
@@ -67,7 +72,7 @@ import Text
         var done: [Int] = []
         let second = try task.evaluate(with: scorer) { done.append($0) }
         #expect(first == second)
-        #expect(done == Array(1...task.examples.count))
+        #expect(done == Array(stride(from: scorer.width, to: task.examples.count, by: scorer.width)) + [task.examples.count])
     }
 
     // MARK: - Tokens
