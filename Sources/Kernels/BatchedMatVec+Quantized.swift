@@ -94,6 +94,8 @@ struct Q4Batch: BatchRowKernel {
     let scales: UnsafePointer<Float>
     /// [blocks][tokens] (+ 8): each block's Σq·s of each row.
     let sums: UnsafePointer<Float>
+    /// [blocks][8]: d·s of each block of the weight row being read, for each row of x of the group.
+    let products: UnsafeMutablePointer<Float>
     let tokens: Int
     let out: BatchOutput
 
@@ -103,6 +105,7 @@ struct Q4Batch: BatchRowKernel {
         var cursor = ScratchCursor(scratch)
         let quants = UnsafeMutableRawPointer(cursor.take(tokens * cols / 2))
         let scales = cursor.take(blocks * tokens + 8), sums = cursor.take(blocks * tokens + 8)
+        products = cursor.take(8 * blocks)
         forEachToken(tokens, widest: widest) { t, j, size in
             prepareInt16Input(x + t * cols, count: cols, quants: quants + 2 * (t - j) * cols + 64 * j, blockStride: 64 * size,
                               scales: scales + t, sums: sums + t, scaleStride: tokens)
@@ -122,17 +125,23 @@ struct Q4Batch: BatchRowKernel {
         let minimum = w.dtype == .q4_1
         let blocks = w.cols / 32, stride = w.dtype.blockBytes, quantOffset = minimum ? 4 : 2, tokens = self.tokens
         let size = G.count, xs = quants + 2 * t0 * w.cols, ss = scales + t0, sx = sums + t0
+        let ds = products
         for r in rows {
             let p = w.row(r)
+            // d·s for every block and row of x first, 8 at a time: the passes then take each as a broadcast from
+            // memory, not a multiply and a broadcast per block and row of x (the same products, rounded alike).
+            for b in 0..<blocks {
+                let d = Float(p.loadUnaligned(fromByteOffset: stride * b, as: Float16.self))
+                let s = UnsafeRawPointer(ss + tokens * b).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(ds + 8 * b).storeBytes(of: SIMD8(repeating: d) * s, as: SIMD8<Float>.self)
+            }
             @inline(__always) func pass(from first: Int) -> G {
                 var a = G(repeating: SIMD8())
                 var b = first
                 while b < blocks {
-                    let o = stride * b
-                    let d = Float(p.loadUnaligned(fromByteOffset: o, as: Float16.self))
-                    let nibbles = q4Nibbles(p + o + quantOffset)
-                    let xb = xs + 64 * size * b, sb = ss + tokens * b
-                    a.update { j, acc in acc.addProduct(q4BlockDot(nibbles, xb + 64 * j), SIMD8(repeating: d * sb[j])) }
+                    let nibbles = q4Nibbles(p + stride * b + quantOffset)
+                    let xb = xs + 64 * size * b, db = ds + 8 * b
+                    a.update { j, acc in acc.addProduct(q4BlockDot(nibbles, xb + 64 * j), SIMD8(repeating: db[j])) }
                     b += 2
                 }
                 return a

@@ -24,7 +24,7 @@ public func batchedMatvecScratchCount(dtype: DType, cols: Int, tokens: Int) -> I
         return 16 + tokens * cols + (blocks * tokens + 8)
     case .q4_0, .q4_1:
         #if arch(x86_64)
-        return 16 + tokens * cols / 2 + 2 * (blocks * tokens + 8)
+        return 16 + tokens * cols / 2 + 2 * (blocks * tokens + 8) + 8 * blocks
         #else
         return matvecScratchCount(cols: cols)
         #endif
