@@ -25,7 +25,9 @@ let package = Package(
         // GNU libmicrohttpd (Debian: libmicrohttpd-dev), the HTTP server under `loraswitch serve`.
         .systemLibrary(name: "CMicroHTTPD", path: "Sources/CMicroHTTPD", pkgConfig: "libmicrohttpd",
                        providers: [.apt(["libmicrohttpd-dev"])]),
-        .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: swiftFlags),
+        // Software prefetch, which Swift cannot spell (Kernels' batched products fetch their next tile with it).
+        .target(name: "CPrefetch"),
+        .target(name: "Kernels", dependencies: ["CBLAS", "CPrefetch"], swiftSettings: swiftFlags),
         .target(name: "Formats", dependencies: ["Kernels"], swiftSettings: swiftFlags),
         .target(name: "Text", dependencies: ["Formats"], swiftSettings: swiftFlags),
         .target(name: "Model", dependencies: ["Kernels", "Formats", "Text"], swiftSettings: swiftFlags),

@@ -44,10 +44,12 @@ struct Q8Batch: BatchRowKernel {
     }
 
     @inline(__always)
-    func rows<G: AccumulatorGroup>(_ rows: Range<Int>, firstToken t0: Int, _: G.Type) where G.V == SIMD8<Float> {
+    func rows<G: AccumulatorGroup>(_ rows: Range<Int>, firstToken t0: Int, ahead: Range<Int>, _: G.Type)
+    where G.V == SIMD8<Float> {
         let blocks = w.cols / 32, tokens = self.tokens, size = G.count
         let xs = lanes + t0 * w.cols, sx = sums + t0
         for r in rows {
+            prefetchRow(w, r, of: rows, ahead: ahead)
             let p = w.row(r)
             @inline(__always) func pass(from first: Int) -> G {
                 var a = G(repeating: SIMD8())
@@ -121,12 +123,14 @@ struct Q4Batch: BatchRowKernel {
     }
 
     @inline(__always)
-    func rows<G: AccumulatorGroup>(_ rows: Range<Int>, firstToken t0: Int, _: G.Type) where G.V == SIMD8<Float> {
+    func rows<G: AccumulatorGroup>(_ rows: Range<Int>, firstToken t0: Int, ahead: Range<Int>, _: G.Type)
+    where G.V == SIMD8<Float> {
         let minimum = w.dtype == .q4_1
         let blocks = w.cols / 32, stride = w.dtype.blockBytes, quantOffset = minimum ? 4 : 2, tokens = self.tokens
         let size = G.count, xs = quants + 2 * t0 * w.cols, ss = scales + t0, sx = sums + t0
         let ds = products
         for r in rows {
+            prefetchRow(w, r, of: rows, ahead: ahead)
             let p = w.row(r)
             // d·s for every block and row of x first, 8 at a time: the passes then take each as a broadcast from
             // memory, not a multiply and a broadcast per block and row of x (the same products, rounded alike).

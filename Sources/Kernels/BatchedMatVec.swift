@@ -1,3 +1,5 @@
+import CPrefetch
+
 // Matrix-vector products for a few rows of activations at once: Y[t, r] = X[t, :] · W[r, :] for t in 0..<tokens
 // (2 to ~64: one decoded token of each of several sequences) and r in a range of rows.
 //
@@ -95,10 +97,29 @@ struct BatchShape: Sendable, Equatable {
 
 // MARK: - Groups
 
-/// A kernel over one group of activation rows: Y[t0 + j, r] for j in 0..<G.count and r in `rows`.
+/// A kernel over one group of activation rows: Y[t0 + j, r] for j in 0..<G.count and r in `rows`. `ahead`: the
+/// rows to fetch into L2 meanwhile, row `ahead.lowerBound + i` beside row `rows.lowerBound + i` (`prefetchRow`).
 protocol BatchRowKernel {
     associatedtype Accumulator
-    func rows<G: AccumulatorGroup>(_ rows: Range<Int>, firstToken t0: Int, _: G.Type) where G.V == Accumulator
+    var w: WeightMatrix { get }
+    func rows<G: AccumulatorGroup>(_ rows: Range<Int>, firstToken t0: Int, ahead: Range<Int>, _: G.Type)
+    where G.V == Accumulator
+}
+
+/// Fetches weight row `r − rows.lowerBound + ahead.lowerBound` into L2 if it lies in `ahead`: the row the kernel will
+/// read a tile later. The first group of a tile fetches the next tile while it computes, so that the groups after it
+/// and the next tile's first group find their rows in cache: reading and arithmetic overlap instead of taking turns
+/// (a tile's first group used to stream it from memory at a fraction of the arithmetic rate).
+@inline(__always)
+func prefetchRow(_ w: WeightMatrix, _ r: Int, of rows: Range<Int>, ahead: Range<Int>) {
+    let next = ahead.lowerBound + (r - rows.lowerBound)
+    guard next < ahead.upperBound else { return }
+    let p = w.row(next), bytes = w.rowBytes
+    var o = 0
+    while o < bytes {
+        lsPrefetchL2(p + o)
+        o += 64
+    }
 }
 
 /// The size of the next group of tokens when `left` remain: as many groups of `widest` as fit, then one each of the
@@ -116,14 +137,16 @@ func forEachGroup<K: BatchRowKernel>(_ kernel: K, tokens: Int, rows: Range<Int>,
     var start = rows.lowerBound
     while start < rows.upperBound {
         let tile = start..<min(rows.upperBound, start + tileRows)
+        let next = tile.upperBound..<min(rows.upperBound, tile.upperBound + tileRows)
         var t0 = 0
         while t0 < tokens {
             let size = groupSize(left: tokens - t0, widest: widest)
+            let ahead = t0 == 0 ? next : next.upperBound..<next.upperBound
             switch size {
-            case 8: kernel.rows(tile, firstToken: t0, Group8<K.Accumulator>.self)
-            case 4: kernel.rows(tile, firstToken: t0, Group4<K.Accumulator>.self)
-            case 2: kernel.rows(tile, firstToken: t0, Group2<K.Accumulator>.self)
-            default: kernel.rows(tile, firstToken: t0, Group1<K.Accumulator>.self)
+            case 8: kernel.rows(tile, firstToken: t0, ahead: ahead, Group8<K.Accumulator>.self)
+            case 4: kernel.rows(tile, firstToken: t0, ahead: ahead, Group4<K.Accumulator>.self)
+            case 2: kernel.rows(tile, firstToken: t0, ahead: ahead, Group2<K.Accumulator>.self)
+            default: kernel.rows(tile, firstToken: t0, ahead: ahead, Group1<K.Accumulator>.self)
             }
             t0 += size
         }
@@ -190,9 +213,11 @@ struct FloatBatch<E: FloatElements>: BatchRowKernel {
     }
 
     @inline(__always)
-    func rows<G: AccumulatorGroup>(_ rows: Range<Int>, firstToken t0: Int, _: G.Type) where G.V == SIMD16<Float> {
+    func rows<G: AccumulatorGroup>(_ rows: Range<Int>, firstToken t0: Int, ahead: Range<Int>, _: G.Type)
+    where G.V == SIMD16<Float> {
         let n = w.cols, body = n & ~15, stride = 16 * G.count
         for r in rows {
+            prefetchRow(w, r, of: rows, ahead: ahead)
             let p = w.row(r)
             var even = G(repeating: SIMD16()), odd = G(repeating: SIMD16())
             var xc = chunks + t0 * body // chunk i / 16 of row t0 + j at xc[16 · j]
