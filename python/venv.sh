@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes (once) the venv the Python tests run in, outside the repo: VENV (default
-# ${XDG_CACHE_HOME:-$HOME/.cache}/loraswitch/torch-venv) with torch, transformers, safetensors, numpy and this
-# package (editable, so the tests run the checkout). Idempotent: does nothing when the venv already imports them.
+# ${XDG_CACHE_HOME:-$HOME/.cache}/loraswitch/torch-venv) with torch, transformers, safetensors, accelerate, peft
+# and this package (editable, so the tests run the checkout). Idempotent: does nothing when the venv already imports them.
 #
 # Why not `pip install torch`: PyPI has no CPU-only torch for Linux x86-64, and the CUDA build's dependencies
 # (cuda-toolkit, cuDNN, NCCL, nvshmem, triton, ...) are ~5.4 GB installed. transformers 5 needs torch >= 2.6, and
@@ -12,7 +12,7 @@
 set -euo pipefail
 venv="${VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/loraswitch/torch-venv}"
 here="$(cd "$(dirname "$0")" && pwd)"
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch, transformers, safetensors, loraswitch_torch" \
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch, transformers, safetensors, accelerate, peft, loraswitch_torch" \
         2>/dev/null; then
     exit 0
 fi
@@ -25,7 +25,9 @@ pip=("$venv/bin/pip" install -q --disable-pip-version-check)
     nvidia-cudnn-cu13==9.26.0.51 nvidia-cusparselt-cu13==0.8.1 nvidia-nccl-cu13==2.30.7 nvidia-nvshmem-cu13==3.7.2
 # torch's own pure-Python dependencies, then the rest (none of which depends on torch, so pip leaves it alone)
 "${pip[@]}" filelock "typing-extensions>=4.13.0" "setuptools>=77.0.3" "sympy>=1.13.3" "networkx>=2.5.1" jinja2 \
-    "fsspec>=0.8.5" "transformers>=5,<6" "safetensors>=0.4" numpy pyyaml
+    "fsspec>=0.8.5" "transformers>=5,<6" "safetensors>=0.4" numpy pyyaml psutil
+# accelerate (examples/train.py and its launcher configs) and peft (the export test) depend on torch: --no-deps too
+"${pip[@]}" --no-deps "accelerate>=1.10,<2" "peft>=0.17,<1"
 # the package itself: --no-deps, or pip's resolver would fetch the CUDA parts left out above for torch
 "${pip[@]}" --no-deps -e "$here"
-"$venv/bin/python" -c "import torch, transformers, safetensors, loraswitch_torch"
+"$venv/bin/python" -c "import torch, transformers, safetensors, accelerate, peft, loraswitch_torch"

@@ -116,16 +116,38 @@ class Adapter:
         p = getattr(module, attr)
         return p if expert is None else p[expert]
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """Every file tensor, detached, on the CPU, in its file dtype, in header order."""
-        return {n: self.tensor(n).detach().to("cpu", self.dtypes[n]).contiguous() for n in self.names}
+    def parameter_name(self, name: str) -> tuple[str, int | None]:
+        """The model parameter (its name in model.named_parameters()) that holds a file tensor, and the expert index
+        into it (None: the whole parameter)."""
+        module, attr, expert = self.bindings[name]
+        if module is self.token_router:
+            return f"model.layers.{self.config.router_layer}.{ROUTER_CHILD}.weight", None
+        path = next(p for p, m in self.modules.items() if m is module)
+        return f"{path}.{attr}", expert
 
-    def save(self, folder: str | os.PathLike) -> None:
+    def tensors(self, state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Every file tensor, detached, on the CPU, in its file dtype, in header order; from `state_dict` when given
+        (a full state dict of the model, e.g. gathered from FSDP shards; wrapper prefixes such as `module.` are
+        ignored), else from the live parameters."""
+        if state_dict is None:
+            return {n: self.tensor(n).detach().to("cpu", self.dtypes[n]).contiguous() for n in self.names}
+        out = {}
+        for n in self.names:
+            key, expert = self.parameter_name(n)
+            found = [k for k in state_dict if k == key or k.endswith("." + key)]
+            if len(found) != 1:
+                raise AdapterError(None, f"state_dict key {key}", f"{len(found)} keys match, expected 1")
+            t = state_dict[found[0]]
+            out[n] = (t if expert is None else t[expert]).detach().to("cpu", self.dtypes[n]).contiguous()
+        return out
+
+    def save(self, folder: str | os.PathLike, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """adapter_config.json and adapter_model.safetensors into `folder` (made if needed). An adapter loaded and
-        saved unchanged gives the same bytes as it was read from."""
+        saved unchanged gives the same bytes as it was read from. `state_dict`: see tensors()."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        write_safetensors(folder / "adapter_model.safetensors", self.tensors(), self.metadata, self.data_order)
+        write_safetensors(folder / "adapter_model.safetensors", self.tensors(state_dict), self.metadata,
+                          self.data_order)
         tmp = folder / f".adapter_config.json.partial-{os.getpid()}"
         tmp.write_text(self.config.to_json(), encoding="utf-8")
         os.replace(tmp, folder / "adapter_config.json")

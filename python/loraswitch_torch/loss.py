@@ -95,7 +95,7 @@ def training_loss(logits: torch.Tensor, labels: torch.Tensor, decisions: dict[st
     aux = torch.stack(auxes).mean() if auxes else ce.new_zeros(())
     z = torch.stack(zs).mean() if zs else ce.new_zeros(())
     loss = (ce + aux_coef * aux + z_coef * z) * totals.world_size
-    return LossParts(loss, float(ce), float(aux), float(z))
+    return LossParts(loss, float(ce.detach()), float(aux.detach()), float(z.detach()))
 
 
 class TrainerLoss:
