@@ -1,0 +1,104 @@
+"""The package's gradient equals `loraswitch train`'s (one plain SGD step) and the float64 reference of the training
+fixtures; every expert's parameters get a gradient every step, even an expert no token chose."""
+
+from __future__ import annotations
+
+import json
+
+from common import *  # noqa: F401,F403
+
+from loraswitch_torch import AdapterConfig, new_adapter, training_loss
+from loraswitch_torch.data import collate
+
+TRAINING = FIXTURES / "training"
+# training fixture -> (base model, adapter) on HF bases (lora-rslora-q4's base is a GGUF file: not for this package)
+CASES = ["lora", "moe-token-top1", "moe-token-top2", "moe-token-router1", "moe-layer-top2", "moe-token-qwen2"]
+LR = 1e4   # SGD step: the adapter moves by -LR·grad, large against the float32 rounding of the stored values
+
+
+def case(name: str):
+    f = read_safetensors(TRAINING / f"{name}.safetensors")
+    m = f.metadata
+    return (FIXTURES / m["base"], FIXTURES / m["adapter"], json.loads(m["examples"]), float(m["aux_coef"]),
+            float(m["z_coef"]), f.tensors)
+
+
+def package_gradients(base: Path, adapter_dir: Path, examples: list[dict], aux: float, z: float):
+    """The loss parts and d loss / d every file tensor, by file name, through a padded batch of all the examples."""
+    model = load_model(base)
+    adapter = load_adapter(model, adapter_dir)
+    batch = collate(examples)
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    parts = training_loss(out.logits, batch["labels"], adapter.decisions, aux_coef=aux, z_coef=z,
+                          attention_mask=batch["attention_mask"])
+    parts.loss.backward()
+    grads = {}
+    for name in adapter.names:
+        module, attr, expert = adapter.bindings[name]
+        g = getattr(module, attr).grad
+        grads[name] = g if expert is None else g[expert]
+    return parts, grads, adapter
+
+
+class Gradients(TempDirTest):
+    def test_against_the_training_fixtures(self):
+        """Loss, its parts and every gradient against the float64 reference (scripts/make_training_fixtures.py)."""
+        for name in CASES:
+            with self.subTest(name):
+                base, adapter_dir, examples, aux, z, want = case(name)
+                parts, grads, _ = package_gradients(base, adapter_dir, examples, aux, z)
+                for key, value in (("ce", parts.ce), ("aux", parts.aux), ("z", parts.z),
+                                   ("loss", float(parts.loss.detach()))):
+                    self.assertAlmostEqual(value, float(want[key]), delta=1e-5 * max(1.0, abs(float(want[key]))))
+                self.assertEqual(set(grads), {k[5:] for k in want if k.startswith("grad.")})
+                worst = max(rel_error(grads[k], want[f"grad.{k}"]) for k in grads)
+                self.assertLessEqual(worst, GRAD_TOL, name)
+
+    def test_against_loraswitch_train(self):
+        """`loraswitch train --init A --optimizer sgd --lr LR --clip 0 --schedule constant --steps 1` with every
+        example in one batch moves each tensor by -LR·grad: the package's gradient within GRAD_TOL (relative)."""
+        for name in CASES:
+            with self.subTest(name):
+                base, adapter_dir, examples, aux, z, _ = case(name)
+                data = write_jsonl(self.tmp / f"{name}.jsonl", examples)
+                out = self.tmp / f"{name}-step"
+                swift_train(base, data, out, "--init", str(adapter_dir), "--optimizer", "sgd", "--lr", str(LR),
+                            "--clip", "0", "--schedule", "constant", "--warmup", "0", "--steps", "1",
+                            "--batch-size", str(len(examples)), "--aux-loss-coef", str(aux), "--z-loss-coef", str(z))
+                before = read_safetensors(adapter_dir / "adapter_model.safetensors").tensors
+                after = read_safetensors(out / "adapter_model.safetensors").tensors
+                _, grads, _ = package_gradients(base, adapter_dir, examples, aux, z)
+                self.assertEqual(set(after), set(grads))
+                for k, g in grads.items():
+                    swift = (before[k].double() - after[k].double()) / LR
+                    self.assertLessEqual(rel_error(g, swift), GRAD_TOL, f"{name}: {k}")
+
+    def test_every_expert_gets_a_gradient(self):
+        """A step where some experts got no token: every parameter still has a gradient (DDP needs no
+        find_unused_parameters); the unchosen experts' are exactly zero, the chosen ones' are not."""
+        for kind in ("moe-token", "moe-layer"):
+            with self.subTest(kind):
+                model = load_model(MODELS / "llama-gqa")
+                config = AdapterConfig.new(kind, rank=2, experts=8, top_k=1, layers=[0, 1])
+                adapter = new_adapter(model, config, seed=3)
+                with torch.no_grad():
+                    for m in adapter.modules.values():
+                        m.lora_B.normal_(0, 0.1)   # B = 0 would make every A's gradient 0
+                batch = collate([{"input_ids": [5, 17], "labels": [5, 17]}])
+                out = model(input_ids=batch["input_ids"], use_cache=False)
+                training_loss(out.logits, batch["labels"], adapter.decisions).loss.backward()
+                for p in adapter.parameters():
+                    self.assertIsNotNone(p.grad)
+                for router, decision in adapter.decisions.items():
+                    used = set(decision.experts.flatten().tolist())
+                    self.assertLess(len(used), 8)   # 2 tokens, top-1: at most 2 of 8 experts
+                    module = adapter.modules.get(router.removeprefix("base_model.model.").removesuffix(".router.weight"))
+                    fed = [module] if module is not None else list(adapter.modules.values())
+                    size = [sum(float(m.lora_A.grad[e].abs().max() + m.lora_B.grad[e].abs().max()) for m in fed)
+                            for e in range(8)]
+                    self.assertGreater(max(size[e] for e in used), 0)   # the first token's expert learns
+                    self.assertEqual([size[e] for e in range(8) if e not in used], [0.0] * (8 - len(used)))
+
+
+if __name__ == "__main__":
+    unittest.main()
