@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import torch
 
@@ -32,7 +33,7 @@ def read_jsonl(path: str | os.PathLike, tokenizer=None, vocab_size: int | None =
     AdapterError naming the file and line."""
     path = str(path)
     try:
-        lines = open(path, encoding="utf-8-sig").read().splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except OSError as e:
         raise AdapterError(path, "file", f"cannot be read ({e.strerror})") from None
     examples = []

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
-from loraswitch_torch import load_adapter
+from loraswitch_torch import AdapterError, load_adapter
 from loraswitch_torch.hf import load_model, logits_of
 from loraswitch_torch.safetensors_file import read_safetensors
 
