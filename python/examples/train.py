@@ -104,6 +104,16 @@ def steps_of(n_examples: int, per_step: int, epochs: int, seed: int, shuffle: bo
     return steps
 
 
+def full_adapter_state(accelerator: Accelerator, model, adapter) -> dict[str, torch.Tensor]:
+    """The adapter's parameters, whole and in float32, by model parameter name (every process must call this)."""
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        # ZeRO-3 holds 16-bit shards; the optimizer's float32 master copy is the trained value
+        from deepspeed.utils import safe_get_full_fp32_param
+        names = {id(p): n for n, p in accelerator.unwrap_model(model).named_parameters()}
+        return {names[id(p)]: safe_get_full_fp32_param(p) for p in adapter.parameters()}
+    return accelerator.get_state_dict(model)
+
+
 def main(argv=None) -> None:
     args = arguments(argv)
     hf_logging.disable_progress_bar()
@@ -167,7 +177,7 @@ def main(argv=None) -> None:
             print(f"step {number}/{len(steps)}  loss {ce + args.aux_loss_coef * aux + args.z_loss_coef * z:.4f}  "
                   f"ce {ce:.4f}  aux {aux:.3f}  z {z:.2f}  {rate:.1f} tok/s", flush=True)
 
-    state = accelerator.get_state_dict(model) if world > 1 else None
+    state = full_adapter_state(accelerator, model, adapter) if world > 1 else None
     if args.dump_rank_params:
         os.makedirs(args.dump_rank_params, exist_ok=True)
         torch.save(adapter.tensors(), os.path.join(args.dump_rank_params, f"rank{rank}.pt"))

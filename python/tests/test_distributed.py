@@ -1,9 +1,15 @@
-"""`torchrun --nproc_per_node=2` (gloo, CPU) runs examples/train.py for two DDP steps: the ranks' parameters stay
-identical and equal one process's two steps on the whole batch."""
+"""examples/train.py distributed on 2 CPU processes (gloo): `torchrun --nproc_per_node=2` (DDP) and `accelerate
+launch` with the FSDP config, two steps each, equal one process's two steps on the whole batch, the ranks' parameters
+identical; the launcher configs parse."""
 
 from __future__ import annotations
 
 import shutil
+
+import json
+
+import yaml
+from accelerate.commands.config.config_args import load_config_from_file
 
 from common import *  # noqa: F401,F403
 
@@ -48,18 +54,43 @@ class DistributedDataParallel(TempDirTest):
         self.train([PYTHON], 4, "single")
         r0 = torch.load(self.tmp / "ddp" / "ranks" / "rank0.pt")
         r1 = torch.load(self.tmp / "ddp" / "ranks" / "rank1.pt")
+        for k in r0:
+            self.assertTrue(torch.equal(r0[k], r1[k]), f"ranks differ: {k}")
+        self.assertSameAsOne(self.tmp / "ddp")
+
+    def assertSameAsOne(self, out: Path):
+        """The adapter `out` holds equals the one-process run's (values; and the two steps' update itself)."""
+        r0 = read_safetensors(out / "adapter_model.safetensors").tensors
         one = torch.load(self.tmp / "single" / "ranks" / "rank0.pt")
         start = read_safetensors(ADAPTER / "adapter_model.safetensors").tensors
         self.assertEqual(set(r0), set(start))
         for k in r0:
-            self.assertTrue(torch.equal(r0[k], r1[k]), f"ranks differ: {k}")
             self.assertLessEqual(rel_error(r0[k], one[k]), 1e-6, k)
             # the two steps' update, measured against its own size (float32 rounding of the values: ~1e-5)
             self.assertLessEqual(rel_error(r0[k] - start[k], one[k] - start[k]), GRAD_TOL, k)
         moved = max(float((one[k] - start[k]).abs().max()) for k in one)
         self.assertGreater(moved, 1e-3)
-        saved = read_safetensors(self.tmp / "ddp" / "adapter_model.safetensors").tensors
-        self.assertTrue(all(torch.equal(saved[k], r0[k]) for k in r0))
+
+    def test_fsdp_equals_one(self):
+        """The shipped FSDP2 config, on 2 CPU processes (use_cpu, no mixed precision)."""
+        self.data = write_jsonl(self.tmp / "data.jsonl", ROWS)
+        config = yaml.safe_load((EXAMPLES / "accelerate_fsdp.yaml").read_text())
+        config.update(use_cpu=True, num_processes=2, mixed_precision="no")
+        (self.tmp / "fsdp.yaml").write_text(yaml.safe_dump(config))
+        accelerate = shutil.which("accelerate", path=str(Path(PYTHON).parent))
+        self.train([accelerate, "launch", "--config_file", str(self.tmp / "fsdp.yaml"), "--main_process_port", "0"],
+                   2, "fsdp")
+        self.train([PYTHON], 4, "single")
+        self.assertSameAsOne(self.tmp / "fsdp")
+
+    def test_launcher_configs_parse(self):
+        for name, kind in (("accelerate_fsdp.yaml", "FSDP"), ("accelerate_deepspeed.yaml", "DEEPSPEED")):
+            config = load_config_from_file(str(EXAMPLES / name))
+            self.assertEqual(str(config.distributed_type).split(".")[-1], kind)
+        ds = json.loads((EXAMPLES / "deepspeed_zero3.json").read_text())
+        self.assertEqual(ds["zero_optimization"]["stage"], 3)
+        self.assertEqual(yaml.safe_load((EXAMPLES / "accelerate_deepspeed.yaml").read_text())["deepspeed_config"]
+                         ["deepspeed_config_file"], "python/examples/deepspeed_zero3.json")
 
 
 if __name__ == "__main__":
