@@ -155,6 +155,7 @@ def main(argv=None) -> None:
 
     start, tokens_seen = time.perf_counter(), 0
     for number, indices in enumerate(steps, 1):
+        step_start = time.perf_counter()
         batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in indices[rank::world]]).items()}
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
         totals = step_totals(batch["labels"], adapter.decisions, batch["attention_mask"], group=group)
@@ -173,7 +174,7 @@ def main(argv=None) -> None:
             torch.distributed.all_reduce(shares, group=group)
         if accelerator.is_main_process:
             ce, aux, z = shares.tolist()
-            rate = tokens_seen / (time.perf_counter() - start)
+            rate = int(totals.tokens) / (time.perf_counter() - step_start)
             print(f"step {number}/{len(steps)}  loss {ce + args.aux_loss_coef * aux + args.z_loss_coef * z:.4f}  "
                   f"ce {ce:.4f}  aux {aux:.3f}  z {z:.2f}  {rate:.1f} tok/s", flush=True)
 

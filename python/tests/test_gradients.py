@@ -102,3 +102,29 @@ class Gradients(TempDirTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class HuggingFaceTrainer(TempDirTest):
+    def test_trainer_step_equals_the_loss(self):
+        """A transformers Trainer with compute_loss_func=TrainerLoss: one SGD step on one batch moves the adapter by
+        -lr × the gradient of training_loss (the step's loss when a step is one micro-batch on one process)."""
+        from transformers import Trainer, TrainingArguments
+
+        from loraswitch_torch import TrainerLoss
+        from loraswitch_torch.data import collate as collate_rows
+        base, adapter_dir, examples, aux, z, _ = case("moe-token-top2")
+        _, want, _ = package_gradients(base, adapter_dir, examples, aux, z)
+        model = load_model(base)
+        adapter = load_adapter(model, adapter_dir)
+        start = {k: v.clone() for k, v in adapter.tensors().items()}
+        lr = 1e3
+        args = TrainingArguments(output_dir=str(self.tmp), per_device_train_batch_size=len(examples), max_steps=1,
+                                 learning_rate=lr, optim="sgd", lr_scheduler_type="constant", max_grad_norm=0.0,
+                                 weight_decay=0.0, report_to=[], use_cpu=True, save_strategy="no",
+                                 logging_strategy="no", remove_unused_columns=False, disable_tqdm=True)
+        trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collate_rows,
+                          compute_loss_func=TrainerLoss(adapter, aux_coef=aux, z_coef=z))
+        trainer.train()
+        after = adapter.tensors()
+        for k, g in want.items():
+            self.assertLessEqual(rel_error((start[k].double() - after[k].double()) / lr, g), GRAD_TOL, k)
