@@ -4,7 +4,7 @@
 # this package (editable, so the tests run the checkout). Idempotent: does nothing when the venv imports them all.
 #
 # Why not `pip install torch`: PyPI has no CPU-only torch for Linux x86-64, and the CUDA build's dependencies
-# (cuda-toolkit, cuDNN, NCCL, nvshmem, triton, ...) are ~5.4 GB installed. transformers 5 needs torch >= 2.6, and
+# (cuda-toolkit, cuDNN, NCCL, nvshmem, triton, ...) are ~5.3 GB installed. transformers 5 needs torch >= 2.6, and
 # every such wheel on PyPI is a CUDA build, so no older torch is much lighter. What is lighter: torch with
 # --no-deps plus only the NVIDIA wheels whose libraries libtorch_cuda.so / libtorch_python.so name as DT_NEEDED
 # (the dynamic loader refuses `import torch` without them), leaving out triton, cuSOLVER, cuda-bindings and the
