@@ -134,7 +134,7 @@ def main(argv=None) -> None:
     for p in adapter.parameters():
         p.data = p.data.float()
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         # ZeRO-3 gathers a leaf module's parameters at once instead of hooking its children (the base Linear).
         from deepspeed.utils import set_z3_leaf_modules

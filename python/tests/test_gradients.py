@@ -23,10 +23,14 @@ def case(name: str):
             float(m["z_coef"]), f.tensors)
 
 
-def package_gradients(base: Path, adapter_dir: Path, examples: list[dict], aux: float, z: float):
+def package_gradients(base: Path, adapter_dir: Path, examples: list[dict], aux: float, z: float,
+                      checkpointing: bool = False):
     """The loss parts and d loss / d every file tensor, by file name, through a padded batch of all the examples."""
     model = load_model(base)
     adapter = load_adapter(model, adapter_dir)
+    if checkpointing:   # recomputes each decoder layer in the backward pass (transformers does it in train mode)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
     batch = collate(examples)
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
     parts = training_loss(out.logits, batch["labels"], adapter.decisions, aux_coef=aux, z_coef=z,
@@ -53,6 +57,16 @@ class Gradients(TempDirTest):
                 self.assertEqual(set(grads), {k[5:] for k in want if k.startswith("grad.")})
                 worst = max(rel_error(grads[k], want[f"grad.{k}"]) for k in grads)
                 self.assertLessEqual(worst, GRAD_TOL, name)
+
+    def test_gradient_checkpointing(self):
+        """Recomputing the decoder layers in the backward pass (the token decision crosses layers) changes nothing."""
+        for name in ("moe-token-router1", "moe-layer-top2"):
+            with self.subTest(name):
+                base, adapter_dir, examples, aux, z, _ = case(name)
+                _, plain, _ = package_gradients(base, adapter_dir, examples, aux, z)
+                _, again, _ = package_gradients(base, adapter_dir, examples, aux, z, checkpointing=True)
+                for k in plain:
+                    self.assertLessEqual(rel_error(again[k], plain[k]), 1e-6, k)
 
     def test_against_loraswitch_train(self):
         """`loraswitch train --init A --optimizer sgd --lr LR --clip 0 --schedule constant --steps 1` with every
