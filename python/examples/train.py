@@ -41,15 +41,16 @@ def arguments(argv=None) -> argparse.Namespace:
     p.add_argument("--data", required=True, help="JSONL: text, prompt/completion, messages or input_ids/labels")
     p.add_argument("--out", required=True, help="the adapter folder to write")
     p.add_argument("--init", help="start from this adapter folder (PEFT LoRA or MoE-LoRA)")
-    p.add_argument("--type", default="moe-token", choices=["lora", "moe-layer", "moe-token"])
-    p.add_argument("--experts", type=int, default=8)
-    p.add_argument("--top-k", type=int, default=2)
-    p.add_argument("--rank", type=int, default=16)
+    # a new adapter's shape (None: not given; --init takes the shape from its adapter, and a flag beside it is an error)
+    p.add_argument("--type", choices=["lora", "moe-layer", "moe-token"], help="default moe-token")
+    p.add_argument("--experts", type=int, help="default 8")
+    p.add_argument("--top-k", type=int, help="default 2")
+    p.add_argument("--rank", type=int, help="default 16")
     p.add_argument("--alpha", type=float, help="default 2 × rank")
-    p.add_argument("--rslora", action="store_true")
-    p.add_argument("--targets", default="all", help="all|attention|mlp or a list of q,k,v,o,gate,up,down")
+    p.add_argument("--rslora", action="store_true", default=None)
+    p.add_argument("--targets", help="all|attention|mlp or a list of q,k,v,o,gate,up,down (default all)")
     p.add_argument("--layers", help="adapted layers, e.g. 0,2,5 (default all; moe-token: every layer ≥ router layer)")
-    p.add_argument("--router-layer", type=int, default=0)
+    p.add_argument("--router-layer", type=int, help="default 0")
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=0)
@@ -68,7 +69,16 @@ def arguments(argv=None) -> argparse.Namespace:
                    help="the frozen base model's dtype (the adapter trains in float32)")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--dump-rank-params", help="(tests) each process writes its adapter tensors to DIR/rank<r>.pt")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    shape = {"type": "moe-token", "experts": 8, "top_k": 2, "rank": 16, "alpha": None, "rslora": False,
+             "targets": "all", "layers": None, "router_layer": 0}
+    given = [k for k in shape if getattr(args, k) is not None]
+    if args.init and given:
+        p.error(f"--init takes the adapter's shape from its folder; --{given[0].replace('_', '-')} goes with a new one")
+    for k, default in shape.items():
+        if getattr(args, k) is None:
+            setattr(args, k, default)
+    return args
 
 
 def adapter_config(args, num_layers: int, base_name: str) -> AdapterConfig:
