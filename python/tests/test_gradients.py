@@ -138,6 +138,8 @@ class HuggingFaceTrainer(TempDirTest):
                                  logging_strategy="no", remove_unused_columns=False, disable_tqdm=True)
         trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collate_rows,
                           compute_loss_func=TrainerLoss(adapter, aux_coef=aux, z_coef=z))
+        from transformers.trainer_callback import PrinterCallback
+        trainer.remove_callback(PrinterCallback)   # it prints the run's metrics
         trainer.train()
         after = adapter.tensors()
         for k, g in want.items():
