@@ -16,4 +16,9 @@ if [ $# -eq 0 ]; then
     [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
     "$venv/bin/python" -c "import openai, selenium" 2>/dev/null || "$venv/bin/pip" install -q openai selenium
     LORASWITCH="$(swift build --show-bin-path)/loraswitch" "$venv/bin/python" Tests/server/test_server.py
+    # The PyTorch package (python/) against the built engine: logits, gradients, files, torchrun/FSDP on 2 processes.
+    # python/venv.sh makes its venv outside the repo once (torch without the CUDA parts its CPU use never loads).
+    python/venv.sh
+    LORASWITCH="$(swift build --show-bin-path)/loraswitch" OMP_NUM_THREADS=1 \
+        "${XDG_CACHE_HOME:-$HOME/.cache}/loraswitch/torch-venv/bin/python" -m unittest discover -s python/tests
 fi
