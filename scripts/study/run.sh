@@ -28,7 +28,9 @@
 #   training budget, the same for every trained row:
 #   STUDY_TRAIN_PER_TASK train examples per task (default 1500: all)   STUDY_VALID_PER_TASK (default 50)
 #   STUDY_STEPS          optimizer steps (default below)   STUDY_BATCH examples a step   STUDY_LR   STUDY_WARMUP
-#   STUDY_SCHEDULE       cosine|linear|constant   STUDY_AUX aux loss coefficient   STUDY_SEED
+#   STUDY_SCHEDULE       cosine|linear|constant   STUDY_SEED
+#   STUDY_AUX            the MoE rows' load-balancing coefficient: one value for all three, or per row, e.g.
+#                        "moe-layer=0.01,moe-token=0.05,moe-token-late=0.01" (a row not named takes 0.01)
 #   STUDY_EXPERTS STUDY_TOPK STUDY_RANK (expert rank; LoRA gets TOPK·RANK)   STUDY_TARGETS
 #   STUDY_FIRST_LAYER    the lowest adapted layer of every trained row (default = STUDY_ROUTER_LAYER, so the four
 #                        adapters adapt the same layers and the MoE rows have the same experts)
@@ -154,15 +156,24 @@ layers_list() {
     echo "$out"
 }
 
+# The aux coefficient of a MoE row (STUDY_AUX: one value, or row=value pairs).
+aux_of() {
+    if [[ "$STUDY_AUX" != *=* ]]; then echo "$STUDY_AUX"; return; fi
+    local pair value=0.01
+    IFS=, read -r -a pairs <<< "$STUDY_AUX"
+    for pair in "${pairs[@]}"; do [[ "${pair%%=*}" == "$1" ]] && value="${pair#*=}"; done
+    echo "$value"
+}
+
 # The options of one trained row, by name.
 row_options() {
     local layers
     layers=$(layers_list "$last_layer")
     case "$1" in
         lora) echo "--type lora --rank $((STUDY_TOPK * STUDY_RANK)) --targets $STUDY_TARGETS --layers $layers" ;;
-        moe-layer) echo "--type moe-layer --experts $STUDY_EXPERTS --top-k $STUDY_TOPK --rank $STUDY_RANK --targets $STUDY_TARGETS --layers $layers --aux-loss-coef $STUDY_AUX" ;;
-        moe-token) echo "--type moe-token --experts $STUDY_EXPERTS --top-k $STUDY_TOPK --rank $STUDY_RANK --targets $STUDY_TARGETS --layers $layers --router-layer 0 --aux-loss-coef $STUDY_AUX" ;;
-        moe-token-late) echo "--type moe-token --experts $STUDY_EXPERTS --top-k $STUDY_TOPK --rank $STUDY_RANK --targets $STUDY_TARGETS --layers $layers --router-layer $STUDY_ROUTER_LAYER --aux-loss-coef $STUDY_AUX" ;;
+        moe-layer) echo "--type moe-layer --experts $STUDY_EXPERTS --top-k $STUDY_TOPK --rank $STUDY_RANK --targets $STUDY_TARGETS --layers $layers --aux-loss-coef $(aux_of moe-layer)" ;;
+        moe-token) echo "--type moe-token --experts $STUDY_EXPERTS --top-k $STUDY_TOPK --rank $STUDY_RANK --targets $STUDY_TARGETS --layers $layers --router-layer 0 --aux-loss-coef $(aux_of moe-token)" ;;
+        moe-token-late) echo "--type moe-token --experts $STUDY_EXPERTS --top-k $STUDY_TOPK --rank $STUDY_RANK --targets $STUDY_TARGETS --layers $layers --router-layer $STUDY_ROUTER_LAYER --aux-loss-coef $(aux_of moe-token-late)" ;;
     esac
 }
 trained_rows=()
