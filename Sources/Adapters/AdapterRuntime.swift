@@ -53,9 +53,9 @@ public final class AdapterRuntime: ForwardAdapters {
     var workRows = 0
     var workInput: UnsafePointer<Float>?
     lazy var inputRegion = ParallelJob { [unowned self] thread in self.computeInputSide(thread: thread) }
-    /// Several tokens: the entries grouped by expert and their input sides, computed once per region in `prepare`.
+    /// Several tokens: the entries grouped by expert and their input sides, staged in `prepare` and computed in the
+    /// session's region (`runStaged`).
     let groups: TokenGroups
-    lazy var groupRegion = ParallelJob { [unowned self] thread in self.computeGroupedInputSides(thread: thread) }
     /// `foldInput`'s x ∘ norm, each thread writing its own inputs.
     let folded: UnsafeMutablePointer<Float>
     let eps: Float
@@ -134,14 +134,12 @@ public final class AdapterRuntime: ForwardAdapters {
         let logits: FloatBuffer     // [T, N] router outputs
         let probabilities: FloatBuffer // [N]
         let gathered: FloatBuffer   // [T, maxIn] the tokens of one expert
-        let out: FloatBuffer        // [T, maxOut] B u before it is added
         let tile: FloatBuffer       // matmul's scratch
 
-        init(chunk: Int, k: Int, n: Int, maxRank: Int, maxIn: Int, maxOut: Int) {
+        init(chunk: Int, k: Int, n: Int, maxRank: Int, maxIn: Int) {
             logits = FloatBuffer(count: chunk * n)
             probabilities = FloatBuffer(count: n)
             gathered = FloatBuffer(count: chunk * maxIn, zeroed: false)
-            out = FloatBuffer(count: chunk * maxOut, zeroed: false)
             tile = FloatBuffer(count: matmulScratchCount(cols: max(maxIn, maxRank)), zeroed: false)
         }
     }
@@ -163,7 +161,7 @@ public final class AdapterRuntime: ForwardAdapters {
         let widest = max(c.hiddenSize, c.intermediateSize, c.queryDimension)
         scratch = (0..<threads).map { _ in
             Scratch(chunk: chunk, k: max(1, adapter.routing.topK), n: max(1, adapter.numExperts), maxRank: adapter.maxRank,
-                    maxIn: widest, maxOut: widest)
+                    maxIn: widest)
         }
         slots = .allocate(capacity: LayerTensor.projections.count)
         for i in LayerTensor.projections.indices {
@@ -296,10 +294,11 @@ public final class AdapterRuntime: ForwardAdapters {
 
     /// Layer routing: each adapted projection's router on the region's input, and when decoding one token the input
     /// sides of its experts (a parallel step) and the (B_j, u_j) each thread adds. Otherwise, any routing: the
-    /// entries grouped by expert and their input sides, once for all threads (a parallel step).
+    /// entries grouped by expert, their input sides staged (`runStaged`).
     public func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens t: Int,
                         decoding: Bool, pool: ThreadPool) {
-        defer { if !decoding { groupInputSides(layer: layer, projections: projections, input: x, tokens: t, pool: pool) } }
+        groups.work.removeAll(keepingCapacity: true)
+        defer { if !decoding { groupInputSides(layer: layer, projections: projections, input: x, tokens: t) } }
         guard layerRouting else { return }
         work.removeAll(keepingCapacity: true)
         workRows = 0
@@ -329,11 +328,9 @@ public final class AdapterRuntime: ForwardAdapters {
         pool.run(inputRegion)
     }
 
-    /// Several tokens: groups each adapted projection's entries by expert and computes u = g·s·A_e x for each expert's
-    /// tokens, the (projection, expert) pairs split between threads.
-    private func groupInputSides(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens t: Int,
-                                 pool: ThreadPool) {
-        groups.work.removeAll(keepingCapacity: true)
+    /// Several tokens: groups each adapted projection's entries by expert; each (projection, expert) pair with
+    /// tokens is one staged item.
+    private func groupInputSides(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens t: Int) {
         for tensor in projections {
             guard adapts(layer: layer, projection: tensor), let index = tensor.projectionIndex else { continue }
             let (experts, gates) = decisions(index)
@@ -342,31 +339,29 @@ public final class AdapterRuntime: ForwardAdapters {
                 groups.work.append((index, e))
             }
         }
-        guard !groups.work.isEmpty else { return }
         groups.layer = layer
         groups.input = x
-        pool.run(groupRegion)
     }
 
-    /// Several tokens, on thread `thread`: its share of the (projection, expert) pairs — the expert's tokens gathered,
-    /// u = X_e A_eᵀ, each row scaled by its gate and the pair's scale.
-    private func computeGroupedInputSides(thread: Int) {
+    public var stagedItems: Int { groups.work.count }
+
+    /// Several tokens, staged item `item` on thread `thread`: a (projection, expert) pair — the expert's tokens
+    /// gathered, u = X_e A_eᵀ, each row scaled by its gate and the pair's scale.
+    public func runStaged(item: Int, thread: Int) {
         guard let x = groups.input else { return }
         let s = scratch[thread], gathered = s.gathered.pointer
-        for item in ThreadPool.chunk(groups.work.count, part: thread, of: threads) {
-            let (index, e) = groups.work[item]
-            let pair = pair(groups.layer, index, Int32(e))!
-            let entries = groups.entries(slot: index, expert: e), cols = pair.a.cols
-            let tokens = groups.tokens + index * groups.capacity, gates = groups.gates + index * groups.capacity
-            for (i, entry) in entries.enumerated() {
-                (gathered + i * cols).update(from: x + Int(tokens[entry]) * cols, count: cols)
-            }
-            let u = groups.u(slot: index, from: entries.lowerBound)
-            matmul(pair.a, gathered, tokens: entries.count, u, ldy: pair.rank, rows: 0..<pair.rank, scratch: s.tile.pointer)
-            for (i, entry) in entries.enumerated() {
-                let g = gates[entry] * pair.scale
-                for r in 0..<pair.rank { u[i * pair.rank + r] *= g }
-            }
+        let (index, e) = groups.work[item]
+        let pair = pair(groups.layer, index, Int32(e))!
+        let entries = groups.entries(slot: index, expert: e), cols = pair.a.cols
+        let tokens = groups.tokens + index * groups.capacity, gates = groups.gates + index * groups.capacity
+        for (i, entry) in entries.enumerated() {
+            (gathered + i * cols).update(from: x + Int(tokens[entry]) * cols, count: cols)
+        }
+        let u = groups.u(slot: index, from: entries.lowerBound)
+        matmul(pair.a, gathered, tokens: entries.count, u, ldy: pair.rank, rows: 0..<pair.rank, scratch: s.tile.pointer)
+        for (i, entry) in entries.enumerated() {
+            let g = gates[entry] * pair.scale
+            for r in 0..<pair.rank { u[i * pair.rank + r] *= g }
         }
     }
 
@@ -452,16 +447,20 @@ public final class AdapterRuntime: ForwardAdapters {
     public func adjust(layer: Int, projection tensor: LayerTensor, input x: UnsafePointer<Float>, tokens t: Int,
                        output y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, thread: Int) {
         guard let index = tensor.projectionIndex, !rows.isEmpty, adapts(layer: layer, projection: tensor) else { return }
-        // y[token, rows] += u B_eᵀ per expert, from the input sides `prepare` computed.
-        let s = scratch[thread], out = s.out.pointer, tokens = groups.tokens + index * groups.capacity
+        // y[token, rows] += B_e u per entry, from the input sides `prepare` staged: each thread's rows of B_e are the
+        // decoding layout's tiles of 16 rows (addLowRankTerms: u broadcast, no horizontal sums — a product over
+        // B_e's rank-long rows costs a horizontal sum per output and row of x).
+        let tokens = groups.tokens + index * groups.capacity
         for e in 0..<max(1, n) {
             let entries = groups.entries(slot: index, expert: e)
-            guard !entries.isEmpty, let pair = pair(layer, index, Int32(e)) else { continue }
-            matmul(pair.b, groups.u(slot: index, from: entries.lowerBound), tokens: entries.count, out, ldy: pair.b.rows,
-                   rows: rows, scratch: s.tile.pointer)
+            guard !entries.isEmpty, let pair = pair(layer, index, Int32(e)),
+                  let tiles = layoutTiles[layoutSlot(layer, index, Int32(e), thread)] else { continue }
+            let u = groups.u(slot: index, from: entries.lowerBound)
             for (i, entry) in entries.enumerated() {
-                addInPlace(y + Int(tokens[entry]) * ldy + rows.lowerBound, out + i * pair.b.rows + rows.lowerBound,
-                           count: rows.count)
+                var term = LowRankTerm(b: tiles, u: u + i * pair.rank)
+                withUnsafePointer(to: &term) {
+                    addLowRankTerms(UnsafeBufferPointer(start: $0, count: 1), y + Int(tokens[entry]) * ldy, rows: rows)
+                }
             }
         }
     }

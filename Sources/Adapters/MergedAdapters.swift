@@ -96,6 +96,10 @@ public final class MergedAdapters: ForwardAdapters {
         if !usesCopies { fused.prepare(layer: layer, projections: projections, input: x, tokens: tokens, decoding: decoding, pool: pool) }
     }
 
+    public var stagedItems: Int { usesCopies ? 0 : fused.stagedItems }
+
+    public func runStaged(item: Int, thread: Int) { fused.runStaged(item: item, thread: thread) }
+
     public func foldInput(layer: Int, projections: [LayerTensor], source: UnsafePointer<Float>, norm: UnsafePointer<Float>?,
                           inputs: Range<Int>, thread: Int) {
         if !usesCopies {

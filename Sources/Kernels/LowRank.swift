@@ -75,7 +75,7 @@ public struct LowRankTerm {
 }
 
 /// y[i] += Σ over `terms` of B[i, :] · u for i in `rows`, a tile of 16 rows at a time.
-func addLowRankTerms(_ terms: UnsafeBufferPointer<LowRankTerm>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>) {
+public func addLowRankTerms(_ terms: UnsafeBufferPointer<LowRankTerm>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>) {
     var i = rows.lowerBound
     while i < rows.upperBound {
         let tile = i / 16, first = 16 * tile

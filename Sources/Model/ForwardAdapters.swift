@@ -26,11 +26,19 @@ public protocol ForwardAdapters: AnyObject {
 
     /// Called on the calling thread before the parallel region of `projections` (which share the input x [T, in], the
     /// rows of this implementation's group): routing decisions and the adapters' input-side products may be computed
-    /// here, in a parallel region of their own, so that the projection's region only adds the output side.
-    /// `decoding`: the pass is one row, and the region adds `decodingTerms` next; otherwise it calls `adjust` (even
-    /// for a group of one row in a pass of several).
+    /// here, so that the projection's region only adds the output side. `decoding`: the pass is one row, the
+    /// products may run in a parallel region of their own, and the region adds `decodingTerms` next. Otherwise
+    /// (several rows; `adjust` comes next, even for a group of one row in a pass of several) the products are only
+    /// staged, as `stagedItems` independent items: the session runs every group's items in one parallel region
+    /// (`runStaged`), so that a pass costs one region per site however many adapters its rows have.
     func prepare(layer: Int, projections: [LayerTensor], input x: UnsafePointer<Float>, tokens: Int, decoding: Bool,
                  pool: ThreadPool)
+
+    /// The items the last `prepare` of several rows staged (0 after a decoding one).
+    var stagedItems: Int { get }
+
+    /// Runs staged item `item` (0..<stagedItems) on thread `thread`, inside the session's parallel region.
+    func runStaged(item: Int, thread: Int)
 
     /// One token, inside the parallel region that finishes the input of `projections` of `layer`, on thread
     /// `thread`, once `source[inputs]` — this thread's share — is final: the adapters may start their input-side

@@ -23,6 +23,8 @@ extension InferenceSession {
         /// Every row is the one token of its sequence in this pass (batched decoding): the products give each row
         /// what `matvec` gives it alone (`batchedMatvec`), whatever the weight type.
         var decodingRows = false
+        /// The items every group's adapters staged for the next `stagedInputs` region.
+        var stagedItems = 0
     }
 
     /// A run of a pass's rows that share adapters (nil: the bare model). The session's adapters, or a `step`'s
@@ -54,7 +56,7 @@ extension InferenceSession {
 
     /// The bodies of the parallel regions, made once so that running one allocates nothing.
     struct Regions {
-        let qkv, attendDecoding, attendPrefill, output, gateUp, down, head: ParallelJob
+        let qkv, attendDecoding, attendPrefill, output, gateUp, down, head, stagedInputs: ParallelJob
     }
 
     static func makeRegions(_ session: InferenceSession) -> Regions {
@@ -62,7 +64,7 @@ extension InferenceSession {
         return Regions(qkv: ParallelJob { s.qkv(thread: $0) }, attendDecoding: ParallelJob { s.attendDecoding(thread: $0) },
                        attendPrefill: ParallelJob { s.attendPrefill(thread: $0) }, output: ParallelJob { s.output(thread: $0) },
                        gateUp: ParallelJob { s.gateUp(thread: $0) }, down: ParallelJob { s.down(thread: $0) },
-                       head: ParallelJob { s.head(thread: $0) })
+                       head: ParallelJob { s.head(thread: $0) }, stagedInputs: ParallelJob { s.stagedInputs(thread: $0) })
     }
 
     /// One transformer block: the serial steps here, the parallel work in `regions`.
@@ -116,14 +118,34 @@ extension InferenceSession {
     static let gateUpRegion = DecodingPartition.regions[2]
     static let downRegion = DecodingPartition.regions[3]
 
-    /// The adapters' work on a region's input [T, width], before the region: each group's on its rows.
+    /// The adapters' work on a region's input [T, width], before the region: each group's on its rows. Several rows:
+    /// every group's staged input-side products in one region (`stagedInputs`).
     @inline(__always)
     private func prepareAdapters(_ projections: [LayerTensor], input: UnsafePointer<Float>, width: Int) {
+        let decoding = pass.tokens == 1
+        var staged = 0
         for g in 0..<pass.groupCount {
             guard let adapters = groups[g].adapters else { continue }
             let rows = groups[g].rows
             adapters.prepare(layer: pass.layer, projections: projections, input: input + rows.lowerBound * width,
-                             tokens: rows.count, decoding: pass.tokens == 1, pool: pool)
+                             tokens: rows.count, decoding: decoding, pool: pool)
+            if !decoding { staged += adapters.stagedItems }
+        }
+        pass.stagedItems = staged
+        if staged > 0 { pool.run(regions.stagedInputs) }
+    }
+
+    /// This thread's share of the staged items of every group, in group order.
+    func stagedInputs(thread: Int) {
+        let mine = ThreadPool.chunk(pass.stagedItems, part: thread, of: pool.threadCount)
+        guard !mine.isEmpty else { return }
+        var first = 0
+        for g in 0..<pass.groupCount {
+            guard let adapters = groups[g].adapters else { continue }
+            let items = first..<(first + adapters.stagedItems)
+            for item in items.clamped(to: mine) { adapters.runStaged(item: item - first, thread: thread) }
+            first = items.upperBound
+            if first >= mine.upperBound { return }
         }
     }
 
