@@ -14,13 +14,20 @@
 set -euo pipefail
 venv="${VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/loraswitch/torch-venv}"
 here="$(cd "$(dirname "$0")" && pwd)"
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch, transformers, safetensors, accelerate, peft, loraswitch_torch" \
-        2>/dev/null; then
+pip=("$venv/bin/pip" install -q --disable-pip-version-check)
+# The package is installed editable from one checkout; another checkout (a fresh clone, a worktree) re-points it
+# to itself, so that its tests never import a different checkout's package (or a deleted one's).
+ours() {
+    "$venv/bin/python" -c "import sys, loraswitch_torch; sys.exit(loraswitch_torch.__file__.startswith('$here/') is False)" \
+        2>/dev/null
+}
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch, transformers, safetensors, accelerate, peft" 2>/dev/null; then
+    ours || "${pip[@]}" --no-deps -e "$here"
+    ours || { echo "python/venv.sh: loraswitch_torch in $venv does not come from $here" >&2; exit 1; }
     exit 0
 fi
 echo "python/venv.sh: making $venv (torch 2.15.0 without its optional CUDA parts; a few GB, once)" >&2
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-pip=("$venv/bin/pip" install -q --disable-pip-version-check)
 "${pip[@]}" --no-deps torch==2.15.0 \
     nvidia-cuda-runtime==13.2.86 nvidia-cuda-cupti==13.2.86 nvidia-cuda-nvrtc==13.2.86 nvidia-cublas==13.4.1.3 \
     nvidia-cufft==12.2.0.57 nvidia-cufile==1.17.1.22 nvidia-cusparse==12.7.10.12 nvidia-nvjitlink==13.5.37 \
@@ -33,3 +40,4 @@ pip=("$venv/bin/pip" install -q --disable-pip-version-check)
 # the package itself: --no-deps, or pip's resolver would fetch the CUDA parts left out above for torch
 "${pip[@]}" --no-deps -e "$here"
 "$venv/bin/python" -c "import torch, transformers, safetensors, accelerate, peft, loraswitch_torch"
+ours || { echo "python/venv.sh: loraswitch_torch in $venv does not come from $here" >&2; exit 1; }

@@ -550,7 +550,10 @@ class Soak(unittest.TestCase):
         for i, text in enumerate(results):
             by_key.setdefault((i % len(names), i % 9), set()).add(text)
         self.assertTrue(all(len(v) == 1 for v in by_key.values()), by_key)
-        self.assertLess(after - before, 32 << 20, f"resident memory grew from {before} to {after} bytes")
+        # Issue 13's bar: resident memory after the soak within 5% of before.
+        print(f"soak: 500 requests, resident memory {before / 2**20:.1f} MiB before, {after / 2**20:.1f} MiB after",
+              file=sys.stderr)
+        self.assertLess(after, before * 1.05, f"resident memory grew from {before} to {after} bytes")
 
 
 if __name__ == "__main__":

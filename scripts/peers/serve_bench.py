@@ -72,6 +72,8 @@ def main():
     p.add_argument("--models", default="", help="comma-separated `model` per client, round robin")
     p.add_argument("--llama-lora", default="", help="comma-separated llama-server LoRA ids per client, round robin")
     p.add_argument("--label", default="")
+    p.add_argument("--seed", type=int, default=1000,
+                   help="client c's prompts come from seed + c: another seed gives prompts no server has cached")
     p.add_argument("--json", default="", help="also write the figures to this file")
     a = p.parse_args()
     u = urllib.parse.urlparse(a.url)
@@ -80,7 +82,7 @@ def main():
     results, errors, lock = [], [], threading.Lock()
 
     def client(c):
-        rng = random.Random(1000 + c)
+        rng = random.Random(a.seed + c)
         for r in range(a.requests):
             prompt = " ".join(rng.choice(WORDS) for _ in range(a.prompt_tokens))
             body = {"prompt": prompt, "max_tokens": a.max_tokens, "temperature": 0, "stream": True,
