@@ -18,7 +18,7 @@ pip=("$venv/bin/pip" install -q --disable-pip-version-check)
 # The package is installed editable from one checkout; another checkout (a fresh clone, a worktree) re-points it
 # to itself, so that its tests never import a different checkout's package (or a deleted one's).
 ours() {
-    "$venv/bin/python" -c "import sys, loraswitch_torch; sys.exit(loraswitch_torch.__file__.startswith('$here/') is False)" \
+    "$venv/bin/python" -c "import sys, loraswitch_torch; sys.exit(not loraswitch_torch.__file__.startswith('$here/'))" \
         2>/dev/null
 }
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch, transformers, safetensors, accelerate, peft" 2>/dev/null; then

@@ -68,7 +68,8 @@ cd "$repo"
 : "${STUDY_LR:=2e-3}"
 : "${STUDY_WARMUP:=25}"
 : "${STUDY_SCHEDULE:=cosine}"
-: "${STUDY_AUX:=0.01}"
+default_aux=0.01   # also the coefficient of a row STUDY_AUX pairs do not name
+: "${STUDY_AUX:=$default_aux}"
 : "${STUDY_SEED:=1}"
 : "${STUDY_EXPERTS:=8}"
 : "${STUDY_TOPK:=2}"
@@ -159,7 +160,7 @@ layers_list() {
 # The aux coefficient of a MoE row (STUDY_AUX: one value, or row=value pairs).
 aux_of() {
     if [[ "$STUDY_AUX" != *=* ]]; then echo "$STUDY_AUX"; return; fi
-    local pair value=0.01
+    local pair value=$default_aux
     IFS=, read -r -a pairs <<< "$STUDY_AUX"
     for pair in "${pairs[@]}"; do [[ "${pair%%=*}" == "$1" ]] && value="${pair#*=}"; done
     echo "$value"
